@@ -1,0 +1,46 @@
+# Set-up and everyday commands. `make run` and `make test` work on a fresh Debian machine with
+# Python 3.11 and root: they create the virtual environment and install what they need.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := manifests/examples
+
+.PHONY: run test lint fmt check bench system-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "python3-venv is missing: installing it with apt-get"; \
+		apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server is missing: installing Debian's package"; \
+		apt-get update -qq && apt-get install -y -qq redis-server; }
+
+run: $(STAMP)
+	$(BIN)/cronwf lint $(EXAMPLES)
+	$(BIN)/cronwf next $(EXAMPLES) --count 3
+
+lint: $(STAMP)
+	$(BIN)/ruff check scheduler policies tests bench
+	$(BIN)/ruff format --check scheduler policies tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix scheduler policies tests bench
+	$(BIN)/ruff format scheduler policies tests bench
+
+test: $(STAMP) system-deps lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.schedule_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
