@@ -1,0 +1,706 @@
+"""Schedules: Argo's cron dialect and the instants at which a CronWorkflow fires.
+
+Why this module exists instead of calling croniter: Argo (robfig/cron v3) and croniter disagree
+on the dialect (day-of-week 7, ``L``/``W``/``#``/``H``, seconds fields, the day-of-month /
+day-of-week star rule with stepped fields) and on daylight saving time, and ``croniter.get_next``
+costs 90-270 µs per call. A scheduler that decides ten thousand CronWorkflows per minute and
+must agree with Argo to the minute needs its own small, exact engine. croniter is still a
+dependency of the project and the test-suite cross-checks field expansion against it.
+
+Semantics (DESIGN.md §2, normative):
+
+* A five-field expression fires at every real instant whose wall-clock time in the
+  CronWorkflow's zone is a whole minute matching the fields. A local time skipped by a DST jump
+  never fires; a local time that occurs twice fires twice.
+* Day rule: when the day-of-month or the day-of-week field carries the star flag (``*`` or
+  ``?``, not stepped by more than one) a day must match both fields, otherwise either.
+* ``@every d`` fires at the Unix times that are multiples of ``d`` (epoch-aligned), whatever
+  the zone, so that every replica and restart computes the same instants.
+* Several expressions fire at the union of their instants; coinciding instants fire once.
+* Searches give up after :data:`SEARCH_YEARS` years, like robfig's ``Next``.
+
+How the search stays exact and fast: a zone's timeline is cut into *segments* of constant UTC
+offset. Inside a segment, wall-clock time is real time plus a constant, so "the next real
+instant that matches" is "the next matching wall-clock minute, minus the offset" as long as
+the result stays inside the segment; otherwise the search resumes at the segment's end. Each
+step is a handful of bisections over precomputed field values, so the cost is proportional
+to the instants found, never to the minutes scanned. Segment boundaries are found once per zone
+and year by sampling the offset every three hours and bisecting each change to the second.
+
+Errors carry robfig's messages (``end of range (13) above maximum (12): 13``, ...) so users can
+search for them, sometimes followed by a hint about what to write instead.
+"""
+
+from __future__ import annotations
+
+import calendar
+import heapq
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from threading import Lock
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "SEARCH_YEARS",
+    "CronExpression",
+    "EveryExpression",
+    "Expression",
+    "Schedule",
+    "ScheduleError",
+    "TimezoneError",
+    "load_timezone",
+    "parse_expression",
+]
+
+SEARCH_YEARS = 5
+"""How far ahead (or back) a search looks before it concludes that nothing fires."""
+
+_MINUTE = 60
+_DAY = 86_400
+_SEARCH_SECONDS = SEARCH_YEARS * 366 * _DAY
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+
+
+class ScheduleError(ValueError):
+    """A schedule expression that cannot be parsed; the message is Argo's."""
+
+    def __init__(self, schedule: str, reason: str) -> None:
+        super().__init__(f"cron schedule {schedule} is malformed: {reason}")
+        self.schedule = schedule
+        self.reason = reason
+
+
+class TimezoneError(ValueError):
+    """A ``spec.timezone`` that names no IANA zone; the message is Argo's."""
+
+    def __init__(self, timezone: str) -> None:
+        super().__init__(f'invalid timezone "{timezone}": unknown time zone {timezone}')
+        self.timezone = timezone
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    low: int
+    high: int
+    names: dict[str, int] = field(default_factory=dict)
+
+
+_MONTH_NAMES = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
+_DAY_NAMES = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+
+_MINUTES = _Bounds(0, 59)
+_HOURS = _Bounds(0, 23)
+_DAYS_OF_MONTH = _Bounds(1, 31)
+_MONTHS = _Bounds(1, 12, _MONTH_NAMES)
+_DAYS_OF_WEEK = _Bounds(0, 6, _DAY_NAMES)
+
+_DESCRIPTORS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_EVERY = "@every "
+_INT = re.compile(r"[+-]?[0-9]+")
+_MAX_INT = 2**63 - 1
+
+
+def _go_atoi(text: str) -> int:
+    """``strconv.Atoi`` with Go's error wording, which Argo users see in status conditions."""
+    if not _INT.fullmatch(text):
+        raise ValueError(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    value = int(text)
+    if abs(value) > _MAX_INT:
+        raise ValueError(f'strconv.Atoi: parsing "{text}": value out of range')
+    return value
+
+
+def _parse_number(text: str, expr: str) -> int:
+    try:
+        value = _go_atoi(text)
+    except ValueError as error:
+        raise _FieldError(f"failed to parse int from {text}: {error}") from None
+    if value < 0:
+        raise _FieldError(f"negative number ({value}) not allowed: {expr}")
+    return value
+
+
+def _parse_value(text: str, bounds: _Bounds, expr: str) -> int:
+    named = bounds.names.get(text.lower())
+    return named if named is not None else _parse_number(text, expr)
+
+
+class _FieldError(Exception):
+    """A robfig reason; turned into :class:`ScheduleError` with the whole expression."""
+
+
+def _parse_range(expr: str, bounds: _Bounds) -> tuple[frozenset[int], bool]:
+    """One comma-separated piece of a field: its values and whether it carries the star flag."""
+    range_and_step = expr.split("/")
+    low_and_high = range_and_step[0].split("-")
+    star = False
+    if low_and_high[0] in ("*", "?"):
+        if len(low_and_high) > 1:
+            # robfig silently ignores "*-5"; a typo that changes the meaning deserves an error.
+            raise _FieldError(f"a range cannot start with {low_and_high[0]}: {expr}")
+        start, end, star = bounds.low, bounds.high, True
+    else:
+        start = _parse_value(low_and_high[0], bounds, expr)
+        if len(low_and_high) == 1:
+            end = start
+        elif len(low_and_high) == 2:
+            end = _parse_value(low_and_high[1], bounds, expr)
+        else:
+            raise _FieldError(f"too many hyphens: {expr}")
+    if len(range_and_step) == 1:
+        step = 1
+    elif len(range_and_step) == 2:
+        step = _parse_number(range_and_step[1], range_and_step[1])
+        if len(low_and_high) == 1:
+            end = bounds.high  # "N/S" means "N-max/S"
+        if step > 1:
+            star = False
+    else:
+        raise _FieldError(f"too many slashes: {expr}")
+    if start < bounds.low:
+        raise _FieldError(f"beginning of range ({start}) below minimum ({bounds.low}): {expr}")
+    if end > bounds.high:
+        raise _FieldError(f"end of range ({end}) above maximum ({bounds.high}): {expr}")
+    if start > end:
+        raise _FieldError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
+    if step == 0:
+        raise _FieldError(f"step of range should be a positive number: {expr}")
+    return frozenset(range(start, end + 1, step)), star
+
+
+def _parse_field(text: str, bounds: _Bounds) -> tuple[tuple[int, ...], bool]:
+    values: set[int] = set()
+    star = False
+    for piece in text.split(","):
+        piece_values, piece_star = _parse_range(piece, bounds)
+        values |= piece_values
+        star = star or piece_star
+    return tuple(sorted(values)), star
+
+
+_UNSUPPORTED_HINT = re.compile(r"[LWH#]", re.IGNORECASE)
+
+
+def _hint(fields: Sequence[str], reason: str) -> str:
+    """A sentence after robfig's reason saying what to write instead, where we can tell."""
+    day_of_week = fields[4] if len(fields) == 5 else ""
+    if any(_UNSUPPORTED_HINT.search(f) and not f.isalpha() for f in fields) or any(
+        f.upper() in ("L", "W", "H") for f in fields
+    ):
+        return f"{reason} (L, W, # and H are not supported)"
+    if re.search(r"(^|[,-])7($|[,/-])", day_of_week):
+        return f"{reason} (day of week is 0-6, Sunday is 0)"
+    return reason
+
+
+@dataclass(frozen=True)
+class CronExpression:
+    """A parsed five-field expression: the sorted values of each field and the star flags."""
+
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days_of_month: tuple[int, ...]
+    months: tuple[int, ...]
+    days_of_week: tuple[int, ...]
+    day_of_month_star: bool
+    day_of_week_star: bool
+    _days: dict[tuple[int, int], tuple[int, ...]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    def matches_day(self, year: int, month: int, day: int) -> bool:
+        """The day rule of DESIGN §2 (robfig's ``dayMatches``)."""
+        dom = day in self.days_of_month
+        dow = (calendar.weekday(year, month, day) + 1) % 7 in self.days_of_week
+        if self.day_of_month_star or self.day_of_week_star:
+            return dom and dow
+        return dom or dow
+
+    def days_in(self, year: int, month: int) -> tuple[int, ...]:
+        """The matching days of one month, ascending (cached: months repeat endlessly)."""
+        key = (year, month)
+        days = self._days.get(key)
+        if days is None:
+            if month in self.months:
+                last = calendar.monthrange(year, month)[1]
+                days = tuple(d for d in range(1, last + 1) if self.matches_day(year, month, d))
+            else:
+                days = ()
+            if len(self._days) > 1200:  # a century of months; searches rarely go that far
+                self._days.clear()
+            self._days[key] = days
+        return days
+
+
+@dataclass(frozen=True)
+class EveryExpression:
+    """``@every d``: the Unix times that are multiples of ``seconds``."""
+
+    seconds: int
+
+
+Expression = CronExpression | EveryExpression
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # Go accepts both micro signs
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+
+
+def _parse_go_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` with its error wording; the result is in seconds."""
+    quoted = f'"{text}"'
+    body = text
+    sign = 1.0
+    if body[:1] in ("+", "-"):
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"time: invalid duration {quoted}")
+    total = 0.0
+    position = 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"time: invalid duration {quoted}")
+        number, unit = match.groups()
+        if number in ("", "."):
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
+        total += float(number) * _DURATION_UNITS[unit]
+        position = match.end()
+    return sign * total
+
+
+def _parse_every(expression: str) -> EveryExpression:
+    text = expression[len(_EVERY) :]
+    try:
+        seconds = _parse_go_duration(text)
+    except ValueError as error:
+        raise ScheduleError(expression, f"failed to parse duration {expression}: {error}") from None
+    if seconds < 1:
+        raise ScheduleError(expression, f"@every needs a duration of at least 1s, got {text}")
+    if seconds != int(seconds):
+        raise ScheduleError(
+            expression, f"@every needs a whole number of seconds, got {text} (write e.g. 90s)"
+        )
+    return EveryExpression(int(seconds))
+
+
+@lru_cache(maxsize=16_384)
+def parse_expression(expression: str) -> Expression:
+    """Parse one schedule expression of Argo's dialect; raises :class:`ScheduleError`."""
+    if not expression:
+        raise ScheduleError(expression, "empty spec string")
+    if expression.startswith(("TZ=", "CRON_TZ=")):
+        raise ScheduleError(
+            expression, "time zone prefixes are not supported: set spec.timezone instead"
+        )
+    if expression.startswith("@"):
+        if expression.startswith(_EVERY):
+            return _parse_every(expression)
+        if expression in _DESCRIPTORS:
+            return parse_expression(_DESCRIPTORS[expression])
+        reason = f"unrecognized descriptor: {expression}"
+        if expression == "@reboot":
+            reason += " (@reboot is not supported)"
+        raise ScheduleError(expression, reason)
+    fields = expression.split()
+    if len(fields) != 5:
+        reason = f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
+        if len(fields) in (6, 7):
+            reason += " (seconds and year fields are not supported)"
+        raise ScheduleError(expression, reason)
+    try:
+        minutes, _ = _parse_field(fields[0], _MINUTES)
+        hours, _ = _parse_field(fields[1], _HOURS)
+        days_of_month, dom_star = _parse_field(fields[2], _DAYS_OF_MONTH)
+        months, _ = _parse_field(fields[3], _MONTHS)
+        days_of_week, dow_star = _parse_field(fields[4], _DAYS_OF_WEEK)
+    except _FieldError as error:
+        raise ScheduleError(expression, _hint(fields, str(error))) from None
+    return CronExpression(minutes, hours, days_of_month, months, days_of_week, dom_star, dow_star)
+
+
+# --------------------------------------------------------------------------------------------
+# Time zones
+
+
+def load_timezone(name: str) -> tzinfo:
+    """The zone for ``spec.timezone``; empty means UTC (never the process's zone)."""
+    if not name:
+        return UTC
+    return _load_zone(name)
+
+
+@lru_cache(maxsize=1024)
+def _load_zone(name: str) -> ZoneInfo:
+    # ZoneInfo accepts relative paths and odd spellings that are not IANA names; refuse them.
+    if name.startswith("/") or ".." in name or name != name.strip():
+        raise TimezoneError(name)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise TimezoneError(name) from None
+
+
+_SAMPLE_STEP = 3 * 3600
+
+
+class _Timeline:
+    """A zone's UTC offsets as segments of constant offset, computed lazily per year."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self._zone = zone
+        self._years: dict[int, tuple[list[int], list[int]]] = {}
+        self._lock = Lock()
+
+    def offset(self, ts: int) -> int:
+        offset = datetime.fromtimestamp(ts, self._zone).utcoffset()
+        return int(offset.total_seconds()) if offset is not None else 0
+
+    def _year(self, year: int) -> tuple[list[int], list[int]]:
+        """Change instants inside ``year`` (UTC) and the offsets in force from each."""
+        cached = self._years.get(year)
+        if cached is not None:
+            return cached
+        start = _year_start(year)
+        end = _year_start(year + 1)
+        changes: list[int] = []
+        offsets: list[int] = []
+        previous = self.offset(start)
+        ts = start
+        while ts < end:
+            following = min(ts + _SAMPLE_STEP, end)
+            current = self.offset(following)
+            if current != previous:
+                low, high = ts, following  # offset(low) == previous != offset(high)
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    if self.offset(middle) == previous:
+                        low = middle
+                    else:
+                        high = middle
+                if high < end:
+                    changes.append(high)
+                    offsets.append(current)
+                previous = current
+            ts = following
+        with self._lock:
+            self._years[year] = (changes, offsets)
+        return changes, offsets
+
+    def segment(self, ts: int) -> tuple[int, int, int]:
+        """``(start, end, offset)``: ``ts`` lies in ``[start, end)``, where the offset is fixed.
+
+        Segments are also cut at year boundaries; the search does not need them maximal.
+        """
+        year = _year_of(ts)
+        changes, offsets = self._year(year)
+        index = bisect_right(changes, ts)
+        start = changes[index - 1] if index else _year_start(year)
+        end = changes[index] if index < len(changes) else _year_start(year + 1)
+        offset = offsets[index - 1] if index else self.offset(start)
+        return start, end, offset
+
+
+class _FixedTimeline(_Timeline):
+    """UTC: one endless segment, no sampling."""
+
+    def __init__(self) -> None:
+        super().__init__(UTC)
+
+    def segment(self, ts: int) -> tuple[int, int, int]:
+        return -(2**62), 2**62, 0
+
+
+@lru_cache(maxsize=1024)
+def _timeline(zone: tzinfo) -> _Timeline:
+    return _FixedTimeline() if zone is UTC else _Timeline(zone)
+
+
+def _year_start(year: int) -> int:
+    return (datetime(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY
+
+
+def _year_of(ts: int) -> int:
+    return datetime.fromordinal(_EPOCH_ORDINAL + ts // _DAY).year
+
+
+# --------------------------------------------------------------------------------------------
+# Searching wall-clock time. "Local seconds" are wall-clock times counted as if the zone were
+# UTC, which makes calendar arithmetic plain integer arithmetic.
+
+
+def _split(local: int) -> tuple[int, int, int, int, int]:
+    days, rest = divmod(local, _DAY)
+    date = datetime.fromordinal(_EPOCH_ORDINAL + days)
+    return date.year, date.month, date.day, rest // 3600, rest % 3600 // 60
+
+
+def _join(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    days = datetime(year, month, day).toordinal() - _EPOCH_ORDINAL
+    return days * _DAY + hour * 3600 + minute * 60
+
+
+def _first_local_match(expr: CronExpression, local: int, limit_year: int) -> int | None:
+    """The first matching wall-clock minute at or after ``local`` (minute-aligned)."""
+    year, month, day, hour, minute = _split(local)
+    minutes, hours = expr.minutes, expr.hours
+    while year <= limit_year:
+        days = expr.days_in(year, month)
+        index = bisect_left(days, day)
+        if index < len(days) and days[index] == day:
+            hour_index = bisect_left(hours, hour)
+            if hour_index < len(hours):
+                found_hour = hours[hour_index]
+                minute_index = bisect_left(minutes, minute) if found_hour == hour else 0
+                if minute_index < len(minutes):
+                    return _join(year, month, day, found_hour, minutes[minute_index])
+                if hour_index + 1 < len(hours):
+                    return _join(year, month, day, hours[hour_index + 1], minutes[0])
+            index += 1
+        if index < len(days):
+            return _join(year, month, days[index], hours[0], minutes[0])
+        month += 1
+        if month > 12:
+            year, month = year + 1, 1
+        day, hour, minute = 1, 0, 0
+    return None
+
+
+def _last_local_match(expr: CronExpression, local: int, limit_year: int) -> int | None:
+    """The last matching wall-clock minute at or before ``local`` (minute-aligned)."""
+    year, month, day, hour, minute = _split(local)
+    minutes, hours = expr.minutes, expr.hours
+    while year >= limit_year:
+        days = expr.days_in(year, month)
+        index = bisect_right(days, day) - 1
+        if index >= 0 and days[index] == day:
+            hour_index = bisect_right(hours, hour) - 1
+            if hour_index >= 0:
+                found_hour = hours[hour_index]
+                if found_hour == hour:
+                    minute_index = bisect_right(minutes, minute) - 1
+                else:
+                    minute_index = len(minutes) - 1
+                if minute_index >= 0:
+                    return _join(year, month, day, found_hour, minutes[minute_index])
+                if hour_index >= 1:
+                    return _join(year, month, day, hours[hour_index - 1], minutes[-1])
+            index -= 1
+        if index >= 0:
+            return _join(year, month, days[index], hours[-1], minutes[-1])
+        month -= 1
+        if month < 1:
+            year, month = year - 1, 12
+        day, hour, minute = 31, 23, 59
+    return None
+
+
+def _ceil(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _cron_next(expr: CronExpression, timeline: _Timeline, after: int) -> int | None:
+    """The first real instant strictly after ``after`` (Unix seconds) that fires."""
+    ts = after + 1
+    limit = after + _SEARCH_SECONDS
+    while ts <= limit:
+        _, end, offset = timeline.segment(ts)
+        local = _first_local_match(expr, _ceil(ts + offset, _MINUTE), _year_of(limit + offset))
+        if local is None:
+            return None
+        instant = local - offset
+        if instant < end:
+            return instant if instant <= limit else None
+        ts = end
+    return None
+
+
+def _cron_previous(expr: CronExpression, timeline: _Timeline, at: int) -> int | None:
+    """The last real instant at or before ``at`` (Unix seconds) that fires."""
+    ts = at
+    limit = at - _SEARCH_SECONDS
+    while ts >= limit:
+        start, _, offset = timeline.segment(ts)
+        local = _last_local_match(
+            expr, (ts + offset) // _MINUTE * _MINUTE, _year_of(limit + offset)
+        )
+        if local is None:
+            return None
+        instant = local - offset
+        if instant >= start:
+            return instant if instant >= limit else None
+        ts = start - 1
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Schedules
+
+
+def _to_seconds(t: datetime) -> tuple[int, bool]:
+    """Unix seconds (floored) and whether ``t`` had a fraction of a second."""
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"schedule times must carry a time zone, got naive {t.isoformat()}")
+    exact = t.timestamp()
+    whole = int(exact // 1)
+    return whole, exact != whole
+
+
+class Schedule:
+    """The instants of one CronWorkflow: the union of its expressions in its time zone.
+
+    Methods take and return aware datetimes (results are in the schedule's zone, so they print
+    with the right offset); the ``*_ts`` variants work in Unix seconds for hot paths.
+    """
+
+    __slots__ = ("_crons", "_everies", "_timeline", "expressions", "timezone", "tz")
+
+    def __init__(self, expressions: Sequence[str], timezone: str = "") -> None:
+        if isinstance(expressions, str):
+            raise TypeError("expressions must be a sequence of strings, not a string")
+        parsed = [parse_expression(e) for e in expressions]
+        self.expressions: tuple[str, ...] = tuple(expressions)
+        self.timezone = timezone
+        self.tz: tzinfo = load_timezone(timezone)
+        self._timeline = _timeline(self.tz)
+        self._crons = tuple(dict.fromkeys(p for p in parsed if isinstance(p, CronExpression)))
+        self._everies = tuple(sorted({p.seconds for p in parsed if isinstance(p, EveryExpression)}))
+
+    def __repr__(self) -> str:
+        return f"Schedule({list(self.expressions)!r}, timezone={self.timezone!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return (self.expressions, self.timezone) == (other.expressions, other.timezone)
+
+    def __hash__(self) -> int:
+        return hash((self.expressions, self.timezone))
+
+    # -- Unix seconds -----------------------------------------------------------------------
+
+    def next_after_ts(self, after: int) -> int | None:
+        """The first instant strictly after ``after``, or None within the search horizon."""
+        best: int | None = None
+        for every in self._everies:
+            candidate = (after // every + 1) * every
+            if best is None or candidate < best:
+                best = candidate
+        for cron in self._crons:
+            found = _cron_next(cron, self._timeline, after)
+            if found is not None and (best is None or found < best):
+                best = found
+        if best is not None and best > after + _SEARCH_SECONDS:
+            return None
+        return best
+
+    def latest_at_or_before_ts(self, at: int) -> int | None:
+        """The last instant at or before ``at``, or None within the search horizon."""
+        best: int | None = None
+        for every in self._everies:
+            candidate = at // every * every
+            if best is None or candidate > best:
+                best = candidate
+        for cron in self._crons:
+            found = _cron_previous(cron, self._timeline, at)
+            if found is not None and (best is None or found > best):
+                best = found
+        return best
+
+    def between_ts(self, start: int, end: int) -> Iterator[int]:
+        """The instants in ``(start, end]``, ascending, each once.
+
+        Each expression is walked on its own and the walks are merged, so the cost is
+        proportional to the instants found.
+        """
+        walks = [self._walk_every(e, start, end) for e in self._everies]
+        walks += [self._walk_cron(c, start, end) for c in self._crons]
+        previous: int | None = None
+        for instant in heapq.merge(*walks):
+            if instant != previous:
+                yield instant
+                previous = instant
+
+    @staticmethod
+    def _walk_every(every: int, start: int, end: int) -> Iterator[int]:
+        yield from range((start // every + 1) * every, end + 1, every)
+
+    def _walk_cron(self, cron: CronExpression, start: int, end: int) -> Iterator[int]:
+        current = start
+        while current < end:
+            found = _cron_next(cron, self._timeline, current)
+            if found is None or found > end:
+                return
+            yield found
+            current = found
+
+    # -- datetimes --------------------------------------------------------------------------
+
+    def _at(self, ts: int) -> datetime:
+        return datetime.fromtimestamp(ts, self.tz)
+
+    def next_after(self, t: datetime) -> datetime | None:
+        """The first instant strictly after ``t``, in the schedule's zone."""
+        whole, _ = _to_seconds(t)
+        found = self.next_after_ts(whole)
+        return None if found is None else self._at(found)
+
+    def next_n(self, t: datetime, count: int) -> list[datetime]:
+        """Up to ``count`` instants strictly after ``t`` (fewer if the horizon is reached)."""
+        whole, _ = _to_seconds(t)
+        found: list[datetime] = []
+        while len(found) < count:
+            following = self.next_after_ts(whole)
+            if following is None:
+                break
+            found.append(self._at(following))
+            whole = following
+        return found
+
+    def between(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """The instants in ``(start, end]``, ascending."""
+        first, _ = _to_seconds(start)
+        last, _ = _to_seconds(end)
+        for ts in self.between_ts(first, last):
+            yield self._at(ts)
+
+    def latest_at_or_before(self, t: datetime) -> datetime | None:
+        """The last instant at or before ``t``, in the schedule's zone."""
+        whole, _ = _to_seconds(t)
+        found = self.latest_at_or_before_ts(whole)
+        return None if found is None else self._at(found)
+
+    def fires(self, t: datetime) -> bool:
+        """Whether some instant falls within :data:`SEARCH_YEARS` years after ``t``."""
+        return self.next_after(t) is not None
