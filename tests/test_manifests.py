@@ -1,0 +1,419 @@
+"""Loading manifests: every problem names the file, the document and the field."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from hera.workflows import Container, CronWorkflow, Script
+from hera.workflows.models import StopStrategy
+
+from policies.validation import validate
+from scheduler.manifests import (
+    LoadedCronWorkflow,
+    ManifestError,
+    ManifestNotice,
+    ManifestSet,
+    Source,
+    find_manifest_files,
+    load_document,
+    load_paths,
+    load_text,
+)
+
+DATA = Path(__file__).parent / "data"
+PROBLEMS = DATA / "problems"
+EXAMPLES = Path(__file__).parent.parent / "manifests" / "examples"
+NOW = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
+
+CRON_WORKFLOW = """\
+apiVersion: argoproj.io/v1alpha1
+kind: CronWorkflow
+metadata:
+  name: {name}
+spec:
+  schedules: ["0 * * * *"]
+  workflowSpec:
+    entrypoint: main
+    templates:
+      - name: main
+        container: {{image: alpine:3.20, command: [sh, -c], args: [echo {name}]}}
+"""
+
+
+def only_error(result: ManifestSet) -> ManifestError:
+    (error,) = result.errors
+    return error
+
+
+def test_argo_documentation_examples_load_unchanged_and_validate() -> None:
+    result = load_paths([DATA / "argo"])
+
+    assert result.errors == ()
+    keys = [loaded.key for loaded in result.cron_workflows]
+    assert keys == [
+        "argo/daylight-saving",
+        "argo/hello-world",
+        "default/hello-world",
+        "default/hello-world-multiple-schedules",
+        "argo/from-template",
+    ]
+    for loaded in result.cron_workflows:
+        assert validate(loaded.spec, NOW).valid, loaded.key
+
+
+def test_the_example_manifests_are_valid_cron_workflows() -> None:
+    result = load_paths([EXAMPLES])
+
+    assert result.errors == ()
+    assert result.notices == ()
+    assert len(result.cron_workflows) >= 5
+    for loaded in result.cron_workflows:
+        validation = validate(loaded.spec, NOW)
+        assert validation.valid, (loaded.key, validation.errors)
+        assert validation.warnings == (), loaded.key
+
+
+def test_a_cron_workflow_rendered_by_hera_loads_and_validates() -> None:
+    with CronWorkflow(
+        name="hera-report",
+        namespace="analytics",
+        schedules=["0 6 * * 1-5", "30 9 * * sat"],
+        timezone="Europe/Paris",
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=120,
+        successful_jobs_history_limit=5,
+        stop_strategy=StopStrategy(expression="cronworkflow.failed >= 3"),
+        entrypoint="report",
+    ) as cron_workflow:
+        Container(name="report", image="alpine:3.20", command=["sh", "-c"], args=["echo hi"])
+        Script(name="unused", image="python:3.12-alpine", command=["python"], source="print(1)")
+
+    from_yaml = load_text(cron_workflow.to_yaml(), "hera.yaml")
+    from_dict = load_document(cron_workflow.to_dict(), Source("hera", 1))
+
+    for result in (from_yaml, from_dict):
+        (loaded,) = result.cron_workflows
+        assert loaded.key == "analytics/hera-report"
+        assert loaded.spec.schedules == ("0 6 * * 1-5", "30 9 * * sat")
+        assert loaded.spec.concurrency_policy == "Forbid"
+        assert loaded.spec.stop_expression == "cronworkflow.failed >= 3"
+        assert validate(loaded.spec, NOW).valid
+    assert from_yaml.cron_workflows[0].spec == from_dict.cron_workflows[0].spec
+
+
+def test_documents_are_numbered_from_one_and_empty_ones_are_counted_but_ignored() -> None:
+    text = "\n---\n".join(
+        [CRON_WORKFLOW.format(name="first"), "", CRON_WORKFLOW.format(name="third")]
+    )
+
+    result = load_text(text, "two.yaml")
+
+    assert [(c.source, c.key) for c in result.cron_workflows] == [
+        (Source("two.yaml", 1), "default/first"),
+        (Source("two.yaml", 3), "default/third"),
+    ]
+    assert result.errors == ()
+    assert result.notices == ()
+
+
+def test_a_missing_namespace_means_default_and_an_explicit_one_is_kept() -> None:
+    explicit = CRON_WORKFLOW.format(name="x").replace("name: x", "name: x\n  namespace: jobs")
+
+    assert load_text(CRON_WORKFLOW.format(name="x")).cron_workflows[0].key == "default/x"
+    assert load_text(explicit).cron_workflows[0].key == "jobs/x"
+
+
+def test_an_empty_file_is_not_an_error_but_warns_that_no_cron_workflow_was_found() -> None:
+    result = load_paths([PROBLEMS / "empty.yaml"])
+
+    assert result.entries == ()
+    assert result.notices == (
+        ManifestNotice(Source(str(PROBLEMS / "empty.yaml")), "warning", "no CronWorkflow found"),
+    )
+
+
+def test_a_file_of_comments_and_separators_only_is_like_an_empty_file() -> None:
+    result = load_text("# nothing yet\n---\n---\n", "comments.yaml")
+
+    assert result.entries == ()
+    assert [notice.message for notice in result.notices] == ["no CronWorkflow found"]
+
+
+def test_yaml_syntax_error_names_file_document_line_and_column() -> None:
+    path = PROBLEMS / "syntax-error.yaml"
+
+    result = load_paths([path])
+
+    (before,) = result.cron_workflows
+    assert before.key == "default/before-the-error"
+    error = only_error(result)
+    assert error.source == Source(str(path), 2)
+    (message,) = error.messages
+    assert message.startswith("invalid YAML at line 19, column 3: ")
+    assert "flow sequence (from line 18, column 14)" in message
+    assert str(error).startswith(f"{path} (document 2): invalid YAML at line 19")
+
+
+def test_a_key_written_twice_is_an_error_and_later_documents_still_load() -> None:
+    duplicated = CRON_WORKFLOW.format(name="dup").replace(
+        '  schedules: ["0 * * * *"]\n',
+        '  schedules: ["0 * * * *"]\n  schedules: ["5 * * * *"]\n',
+    )
+    text = duplicated + "---\n" + CRON_WORKFLOW.format(name="after")
+
+    result = load_text(text, "dup.yaml")
+
+    error = only_error(result)
+    assert error.source == Source("dup.yaml", 1)
+    assert error.messages == (
+        'duplicate key "schedules" at line 7, column 3 (first at line 6): '
+        "a key may appear once per mapping",
+    )
+    assert [c.key for c in result.cron_workflows] == ["default/after"]
+
+
+def test_merge_keys_are_not_mistaken_for_duplicates() -> None:
+    text = (
+        CRON_WORKFLOW.format(name="merged").replace(
+            "metadata:\n  name: merged\n",
+            "metadata: &meta\n  name: merged\n  labels: &labels {team: a}\n",
+        )
+        + "  workflowMetadata:\n    labels:\n      <<: *labels\n      team: b\n"
+    )
+
+    result = load_text(text)
+
+    (loaded,) = result.cron_workflows
+    assert loaded.spec.workflow_metadata.labels == {"team": "b"}
+
+
+def test_other_kinds_in_the_same_file_are_reported_and_skipped() -> None:
+    path = PROBLEMS / "mixed-kinds.yaml"
+
+    result = load_paths([path])
+
+    assert result.errors == ()
+    assert [c.key for c in result.cron_workflows] == ["default/report"]
+    assert [(n.category, str(n)) for n in result.notices] == [
+        ("skipped", f'{path} (document 1): ConfigMap "report-settings" (v1) is not a CronWorkflow'),
+        (
+            "skipped",
+            f'{path} (document 3): WorkflowTemplate "report-template" (argoproj.io/v1alpha1) '
+            "is not a CronWorkflow",
+        ),
+    ]
+
+
+def test_a_list_from_kubectl_get_is_unpacked_with_item_paths() -> None:
+    item = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": "listed", "namespace": "argo"},
+        "spec": {"schedules": ["@daily"], "workflowSpec": {"entrypoint": "x"}},
+    }
+    bad_item = {**item, "metadata": {"name": "bad"}, "spec": {"schedules": "@daily"}}
+    document = {"apiVersion": "v1", "kind": "List", "items": [item, bad_item]}
+
+    result = load_document(document, Source("list.yaml", 1))
+
+    assert [c.key for c in result.cron_workflows] == ["argo/listed"]
+    error = only_error(result)
+    assert error.key == "default/bad"
+    assert error.messages == (
+        "items[1].spec.schedules: must be a list of strings, got a string; "
+        'write schedules: ["@daily"]',
+    )
+
+
+def test_a_document_that_is_not_a_mapping_is_an_error() -> None:
+    result = load_text(CRON_WORKFLOW.format(name="ok") + "---\n- just\n- a list\n", "list.yaml")
+
+    error = only_error(result)
+    assert error.source == Source("list.yaml", 2)
+    assert error.messages[0].startswith("the document is a list, not a mapping")
+
+
+def test_a_document_without_kind_is_an_error_that_says_what_to_write() -> None:
+    text = CRON_WORKFLOW.format(name="no-kind").replace("kind: CronWorkflow\n", "")
+
+    error = only_error(load_text(text, "no-kind.yaml"))
+
+    assert error.key == "default/no-kind"
+    assert error.messages == (
+        "kind: is required: a CronWorkflow starts with apiVersion: argoproj.io/v1alpha1 "
+        "and kind: CronWorkflow",
+    )
+
+
+def test_a_cron_workflow_without_api_version_is_an_error() -> None:
+    text = CRON_WORKFLOW.format(name="x").replace("apiVersion: argoproj.io/v1alpha1\n", "")
+
+    error = only_error(load_text(text))
+
+    assert error.messages == ("apiVersion: is required: write apiVersion: argoproj.io/v1alpha1",)
+
+
+def test_a_cron_workflow_of_another_argo_version_is_an_error() -> None:
+    text = CRON_WORKFLOW.format(name="x").replace("v1alpha1", "v2")
+
+    error = only_error(load_text(text))
+
+    assert error.messages == ('apiVersion: must be argoproj.io/v1alpha1, got "argoproj.io/v2"',)
+
+
+def test_a_cron_workflow_kind_of_another_api_group_is_skipped() -> None:
+    text = CRON_WORKFLOW.format(name="x").replace("argoproj.io/v1alpha1", "example.com/v1")
+
+    result = load_text(text)
+
+    assert result.entries == ()
+    assert [n.category for n in result.notices] == ["skipped", "warning"]
+
+
+def test_missing_metadata_name_names_file_document_and_field() -> None:
+    path = PROBLEMS / "missing-name.yaml"
+
+    error = only_error(load_paths([path]))
+
+    assert error.key is None
+    assert str(error) == f"{path} (document 1): metadata.name: is required"
+
+
+def test_schedules_given_as_a_string_names_file_document_and_field() -> None:
+    path = PROBLEMS / "schedules-string.yaml"
+
+    result = load_paths([path])
+
+    assert [c.key for c in result.cron_workflows] == ["default/fine"]
+    error = only_error(result)
+    assert error.key == "jobs/schedules-as-string"
+    assert str(error) == (
+        f"{path} (document 2): spec.schedules: must be a list of strings, got a string; "
+        'write schedules: ["0 6 * * *"]'
+    )
+
+
+def test_wrong_types_are_all_reported_for_the_document() -> None:
+    path = PROBLEMS / "wrong-types.yaml"
+
+    error = only_error(load_paths([path]))
+
+    assert error.key == "default/wrong-types"
+    assert str(error).splitlines() == [
+        f"{path} (document 1): metadata.labels.enabled: must be a string, got a boolean (true) "
+        '(quote it: "true")',
+        f'{path} (document 1): spec.suspend: must be true or false, got a string ("false")',
+        f"{path} (document 1): spec.startingDeadlineSeconds: must be an integer, "
+        'got a string ("60")',
+    ]
+
+
+def test_a_missing_path_is_an_error_naming_it() -> None:
+    missing = DATA / "does-not-exist.yaml"
+
+    error = only_error(load_paths([missing]))
+
+    assert error.source == Source(str(missing))
+    assert str(error) == f"{missing}: cannot read the file: no such file or directory"
+
+
+def test_a_path_through_a_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file.yaml").write_text("")
+    through_a_file = tmp_path / "file.yaml" / "inner.yaml"
+
+    error = only_error(load_paths([through_a_file]))
+
+    assert str(error) == f"{through_a_file}: cannot read the file: not a directory"
+
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# menu\nmetadata: {name: caf\xe9}\n".encode("latin-1"))
+
+    error = only_error(load_paths([path]))
+
+    assert str(error) == f"{path}: cannot read the file: not UTF-8 text (byte 0xe9 at line 2)"
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + CRON_WORKFLOW.format(name="bom").encode())
+
+    assert [c.key for c in load_paths([path]).cron_workflows] == ["default/bom"]
+
+
+def test_folders_are_searched_recursively_in_sorted_order_for_yaml_and_yml(
+    tmp_path: Path,
+) -> None:
+    for relative in ["b.yaml", "a/z.yml", "a/c.yaml", "notes.txt", "a/.hidden.yaml"]:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(CRON_WORKFLOW.format(name=path.stem.strip(".")))
+    configmap_copy = tmp_path / "..2026_03_01" / "b.yaml"
+    configmap_copy.parent.mkdir()
+    configmap_copy.write_text(CRON_WORKFLOW.format(name="copy"))
+
+    files = find_manifest_files(tmp_path)
+    result = load_paths([tmp_path])
+
+    assert files == [tmp_path / "a" / "c.yaml", tmp_path / "a" / "z.yml", tmp_path / "b.yaml"]
+    assert [c.key for c in result.cron_workflows] == ["default/c", "default/z", "default/b"]
+    assert result.cron_workflows[0].source == Source(str(tmp_path / "a" / "c.yaml"), 1)
+
+
+def test_an_explicit_file_is_read_whatever_its_extension(tmp_path: Path) -> None:
+    path = tmp_path / "cron.json"
+    path.write_text(CRON_WORKFLOW.format(name="json"))
+
+    assert [c.key for c in load_paths([path]).cron_workflows] == ["default/json"]
+
+
+def test_a_folder_without_manifests_warns(tmp_path: Path) -> None:
+    result = load_paths([tmp_path])
+
+    assert result.entries == ()
+    assert [str(n) for n in result.notices] == [
+        f"{tmp_path}: no *.yaml or *.yml file in this folder"
+    ]
+
+
+def test_paths_are_loaded_in_the_order_given() -> None:
+    result = load_paths([PROBLEMS / "never-fires.yaml", PROBLEMS / "deprecated-schedule.yaml"])
+
+    assert [c.key for c in result.cron_workflows] == ["default/february-30", "default/legacy"]
+
+
+def test_unquoted_timestamps_stay_strings_so_the_workflow_spec_passes_through() -> None:
+    text = CRON_WORKFLOW.format(name="ts") + (
+        "    arguments:\n      parameters:\n        - {name: since, value: 2026-01-01}\n"
+        "status:\n  lastScheduledTime: 2020-02-28T19:05:00Z\n"
+    )
+
+    (loaded,) = load_text(text).cron_workflows
+
+    assert loaded.spec.workflow_spec is not None
+    parameters = loaded.spec.workflow_spec["arguments"]["parameters"]
+    assert parameters == [{"name": "since", "value": "2026-01-01"}]
+    assert loaded.spec.status.last_scheduled_time == datetime.datetime(
+        2020, 2, 28, 19, 5, tzinfo=datetime.UTC
+    )
+
+
+def test_a_loaded_cron_workflow_keeps_its_model_for_writing_back() -> None:
+    (loaded,) = load_paths([DATA / "argo" / "hello-world.yaml"]).cron_workflows
+
+    assert isinstance(loaded, LoadedCronWorkflow)
+    assert loaded.model.to_document()["spec"]["successfulJobsHistoryLimit"] == 4
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        (Source("a.yaml", 2), "a.yaml (document 2)"),
+        (Source("a.yaml"), "a.yaml"),
+    ],
+)
+def test_a_source_reads_file_then_document(source: Source, text: str) -> None:
+    assert str(source) == text
