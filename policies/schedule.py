@@ -39,10 +39,11 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from importlib import resources
 from threading import Lock
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "SEARCH_YEARS",
@@ -63,6 +64,8 @@ _MINUTE = 60
 _DAY = 86_400
 _SEARCH_SECONDS = SEARCH_YEARS * 366 * _DAY
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND = timedelta(seconds=1)
 
 
 class ScheduleError(ValueError):
@@ -101,6 +104,7 @@ _HOURS = _Bounds(0, 23)
 _DAYS_OF_MONTH = _Bounds(1, 31)
 _MONTHS = _Bounds(1, 12, _MONTH_NAMES)
 _DAYS_OF_WEEK = _Bounds(0, 6, _DAY_NAMES)
+_FIELDS = (_MINUTES, _HOURS, _DAYS_OF_MONTH, _MONTHS, _DAYS_OF_WEEK)
 
 _DESCRIPTORS = {
     "@yearly": "0 0 1 1 *",
@@ -130,7 +134,7 @@ def _parse_number(text: str, expr: str) -> int:
     try:
         value = _go_atoi(text)
     except ValueError as error:
-        raise _FieldError(f"failed to parse int from {text}: {error}") from None
+        raise _FieldError(f"failed to parse int from {text}: {error}", unparsed=text) from None
     if value < 0:
         raise _FieldError(f"negative number ({value}) not allowed: {expr}")
     return value
@@ -142,7 +146,16 @@ def _parse_value(text: str, bounds: _Bounds, expr: str) -> int:
 
 
 class _FieldError(Exception):
-    """A robfig reason; turned into :class:`ScheduleError` with the whole expression."""
+    """A robfig reason; turned into :class:`ScheduleError` with the whole expression.
+
+    ``unparsed`` is the token that was not a number or a name, ``above`` the value beyond the
+    field's maximum: both let :func:`_hint` say what to write instead.
+    """
+
+    def __init__(self, reason: str, *, unparsed: str = "", above: int | None = None) -> None:
+        super().__init__(reason)
+        self.unparsed = unparsed
+        self.above = above
 
 
 def _parse_range(expr: str, bounds: _Bounds) -> tuple[frozenset[int], bool]:
@@ -176,7 +189,7 @@ def _parse_range(expr: str, bounds: _Bounds) -> tuple[frozenset[int], bool]:
     if start < bounds.low:
         raise _FieldError(f"beginning of range ({start}) below minimum ({bounds.low}): {expr}")
     if end > bounds.high:
-        raise _FieldError(f"end of range ({end}) above maximum ({bounds.high}): {expr}")
+        raise _FieldError(f"end of range ({end}) above maximum ({bounds.high}): {expr}", above=end)
     if start > end:
         raise _FieldError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
     if step == 0:
@@ -194,17 +207,16 @@ def _parse_field(text: str, bounds: _Bounds) -> tuple[tuple[int, ...], bool]:
     return tuple(sorted(values)), star
 
 
-_UNSUPPORTED_HINT = re.compile(r"[LWH#]", re.IGNORECASE)
+_UNSUPPORTED = re.compile(r"[LWH#]", re.IGNORECASE)
+_DAY_OF_WEEK_FIELD = 4
 
 
-def _hint(fields: Sequence[str], reason: str) -> str:
-    """A sentence after robfig's reason saying what to write instead, where we can tell."""
-    day_of_week = fields[4] if len(fields) == 5 else ""
-    if any(_UNSUPPORTED_HINT.search(f) and not f.isalpha() for f in fields) or any(
-        f.upper() in ("L", "W", "H") for f in fields
-    ):
+def _hint(field_index: int, error: _FieldError) -> str:
+    """robfig's reason, followed where we can tell by what to write instead."""
+    reason = str(error)
+    if _UNSUPPORTED.search(error.unparsed):
         return f"{reason} (L, W, # and H are not supported)"
-    if re.search(r"(^|[,-])7($|[,/-])", day_of_week):
+    if field_index == _DAY_OF_WEEK_FIELD and error.above == 7:
         return f"{reason} (day of week is 0-6, Sunday is 0)"
     return reason
 
@@ -257,62 +269,68 @@ class EveryExpression:
 
 Expression = CronExpression | EveryExpression
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # Go accepts both micro signs
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+_NANOSECONDS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # Go accepts both micro signs
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
 }
-_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+_MAX_DURATION = 2**63 - 1
+_DURATION_PART = re.compile(r"([0-9]*)(\.[0-9]*)?([^0-9.]*)")
 
 
-def _parse_go_duration(text: str) -> float:
-    """Go's ``time.ParseDuration`` with its error wording; the result is in seconds."""
+def _parse_go_duration(text: str) -> int:
+    """Go's ``time.ParseDuration`` in nanoseconds, with its error wording and int64 limit."""
     quoted = f'"{text}"'
     body = text
-    sign = 1.0
+    negative = body[:1] == "-"
     if body[:1] in ("+", "-"):
-        sign = -1.0 if body[0] == "-" else 1.0
         body = body[1:]
     if body == "0":
-        return 0.0
+        return 0
     if not body:
         raise ValueError(f"time: invalid duration {quoted}")
-    total = 0.0
+    total = 0
     position = 0
     while position < len(body):
         match = _DURATION_PART.match(body, position)
-        if match is None or match.end() == position:
-            raise ValueError(f"time: invalid duration {quoted}")
-        number, unit = match.groups()
-        if number in ("", "."):
+        whole, fraction, unit = match.groups() if match else ("", None, "")
+        digits = (fraction or ".")[1:]
+        if match is None or (not whole and not digits):
             raise ValueError(f"time: invalid duration {quoted}")
         if not unit:
             raise ValueError(f"time: missing unit in duration {quoted}")
-        if unit not in _DURATION_UNITS:
+        scale = _NANOSECONDS.get(unit)
+        if scale is None:
             raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
-        total += float(number) * _DURATION_UNITS[unit]
+        part = int(whole or "0") * scale
+        if digits:
+            part += int(digits) * scale // 10 ** len(digits)  # Go truncates below 1 ns
+        total += part
+        if total > _MAX_DURATION:
+            raise ValueError(f"time: invalid duration {quoted}")
         position = match.end()
-    return sign * total
+    return -total if negative else total
 
 
 def _parse_every(expression: str) -> EveryExpression:
     text = expression[len(_EVERY) :]
     try:
-        seconds = _parse_go_duration(text)
+        nanoseconds = _parse_go_duration(text)
     except ValueError as error:
         raise ScheduleError(expression, f"failed to parse duration {expression}: {error}") from None
-    if seconds < 1:
+    seconds, rest = divmod(nanoseconds, _NANOSECONDS["s"])
+    if nanoseconds < _NANOSECONDS["s"]:
         raise ScheduleError(expression, f"@every needs a duration of at least 1s, got {text}")
-    if seconds != int(seconds):
+    if rest:
         raise ScheduleError(
             expression, f"@every needs a whole number of seconds, got {text} (write e.g. 90s)"
         )
-    return EveryExpression(int(seconds))
+    return EveryExpression(seconds)
 
 
 @lru_cache(maxsize=16_384)
@@ -339,14 +357,15 @@ def parse_expression(expression: str) -> Expression:
         if len(fields) in (6, 7):
             reason += " (seconds and year fields are not supported)"
         raise ScheduleError(expression, reason)
-    try:
-        minutes, _ = _parse_field(fields[0], _MINUTES)
-        hours, _ = _parse_field(fields[1], _HOURS)
-        days_of_month, dom_star = _parse_field(fields[2], _DAYS_OF_MONTH)
-        months, _ = _parse_field(fields[3], _MONTHS)
-        days_of_week, dow_star = _parse_field(fields[4], _DAYS_OF_WEEK)
-    except _FieldError as error:
-        raise ScheduleError(expression, _hint(fields, str(error))) from None
+    parsed: list[tuple[tuple[int, ...], bool]] = []
+    for index, (text, bounds) in enumerate(zip(fields, _FIELDS, strict=True)):
+        try:
+            parsed.append(_parse_field(text, bounds))
+        except _FieldError as error:
+            raise ScheduleError(expression, _hint(index, error)) from None
+    (minutes, _), (hours, _), (days_of_month, dom_star), (months, _), (days_of_week, dow_star) = (
+        parsed
+    )
     return CronExpression(minutes, hours, days_of_month, months, days_of_week, dom_star, dow_star)
 
 
@@ -363,12 +382,16 @@ def load_timezone(name: str) -> tzinfo:
 
 @lru_cache(maxsize=1024)
 def _load_zone(name: str) -> ZoneInfo:
-    # ZoneInfo accepts relative paths and odd spellings that are not IANA names; refuse them.
-    if name.startswith("/") or ".." in name or name != name.strip():
+    """The zone from the ``tzdata`` package, never from the host's ``/usr/share/zoneinfo``:
+    ``ZoneInfo(name)`` would look there first, and accept host-only names like ``localtime``.
+    """
+    if name.startswith("/") or ".." in name.split("/") or name != name.strip():
         raise TimezoneError(name)
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+        data = resources.files("tzdata.zoneinfo").joinpath(*name.split("/"))
+        with data.open("rb") as zone_file:
+            return ZoneInfo.from_file(zone_file, key=name)
+    except (OSError, ValueError):
         raise TimezoneError(name) from None
 
 
@@ -568,13 +591,11 @@ def _cron_previous(expr: CronExpression, timeline: _Timeline, at: int) -> int | 
 # Schedules
 
 
-def _to_seconds(t: datetime) -> tuple[int, bool]:
-    """Unix seconds (floored) and whether ``t`` had a fraction of a second."""
+def _to_seconds(t: datetime) -> int:
+    """Unix seconds, floored, computed exactly (no float rounding)."""
     if t.tzinfo is None or t.utcoffset() is None:
         raise ValueError(f"schedule times must carry a time zone, got naive {t.isoformat()}")
-    exact = t.timestamp()
-    whole = int(exact // 1)
-    return whole, exact != whole
+    return (t - _EPOCH) // _ONE_SECOND
 
 
 class Schedule:
@@ -672,13 +693,13 @@ class Schedule:
 
     def next_after(self, t: datetime) -> datetime | None:
         """The first instant strictly after ``t``, in the schedule's zone."""
-        whole, _ = _to_seconds(t)
+        whole = _to_seconds(t)
         found = self.next_after_ts(whole)
         return None if found is None else self._at(found)
 
     def next_n(self, t: datetime, count: int) -> list[datetime]:
         """Up to ``count`` instants strictly after ``t`` (fewer if the horizon is reached)."""
-        whole, _ = _to_seconds(t)
+        whole = _to_seconds(t)
         found: list[datetime] = []
         while len(found) < count:
             following = self.next_after_ts(whole)
@@ -690,14 +711,13 @@ class Schedule:
 
     def between(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """The instants in ``(start, end]``, ascending."""
-        first, _ = _to_seconds(start)
-        last, _ = _to_seconds(end)
-        for ts in self.between_ts(first, last):
-            yield self._at(ts)
+        first = _to_seconds(start)
+        last = _to_seconds(end)
+        return (self._at(ts) for ts in self.between_ts(first, last))
 
     def latest_at_or_before(self, t: datetime) -> datetime | None:
         """The last instant at or before ``t``, in the schedule's zone."""
-        whole, _ = _to_seconds(t)
+        whole = _to_seconds(t)
         found = self.latest_at_or_before_ts(whole)
         return None if found is None else self._at(found)
 
