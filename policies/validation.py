@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from policies.expressions import ExpressionError, compile_stop, compile_when
 from policies.schedule import SEARCH_YEARS, Schedule, ScheduleError, TimezoneError, load_timezone
 from policies.spec import ConcurrencyPolicy, CronWorkflowSpec
 
@@ -60,6 +61,7 @@ def _first_error(spec: CronWorkflowSpec) -> str | None:
         or _timezone_error(spec)
         or _concurrency_policy_error(spec)
         or _starting_deadline_error(spec)
+        or _expression_error(spec)
         or _workflow_spec_error(spec)
     )
 
@@ -109,6 +111,23 @@ def _starting_deadline_error(spec: CronWorkflowSpec) -> str | None:
     deadline = spec.starting_deadline_seconds
     if deadline is not None and deadline < 0:
         return "startingDeadlineSeconds must be positive"
+    return None
+
+
+def _expression_error(spec: CronWorkflowSpec) -> str | None:
+    # Exactly what `CronWorkflow.prepare` compiles (a blank `when` and an empty stop expression
+    # mean "none"), so a spec that validates never fails to compile there. Compilation is
+    # cached, so validating costs nothing when the spec is then prepared.
+    if spec.when.strip():
+        try:
+            compile_when(spec.when)
+        except ExpressionError as error:
+            return f"spec.when: {error}"
+    if spec.stop_expression:
+        try:
+            compile_stop(spec.stop_expression)
+        except ExpressionError as error:
+            return f"spec.stopStrategy.expression: {error}"
     return None
 
 

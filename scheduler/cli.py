@@ -20,19 +20,39 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
+from policies.decision import CronWorkflow
 from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
+from policies.workflow import rfc3339
+from scheduler.engine import StoreUnavailable
+from scheduler.logs import configure_logging
 from scheduler.manifests import (
     LoadedCronWorkflow,
     ManifestError,
     ManifestNotice,
     ManifestSet,
     load_paths,
+)
+from scheduler.redis_history import RedisHistory, check_eviction_policy, connect
+from scheduler.redis_lock import RedisLeaderLock
+from scheduler.runtime import Leadership, Service, ServiceConfig, SoleLeader
+from scheduler.simulate import (
+    DownWindow,
+    SimulationError,
+    Simulator,
+    parse_duration,
+    parse_outcomes,
+    parse_time,
+    write_json,
+    write_text,
 )
 
 __all__ = ["build_parser", "main", "parse_rfc3339"]
@@ -66,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_lint_command(commands)
     _add_next_command(commands)
+    _add_simulate_command(commands)
+    _add_serve_command(commands)
+    _add_history_command(commands)
     return parser
 
 
@@ -292,3 +315,385 @@ def _print_next_text(previews: list[dict[str, Any]], out: TextIO) -> None:
             out.write(f"  {time}\n")
         if not preview["times"]:
             out.write(f"  no instant in the next {SEARCH_YEARS} years: it never fires\n")
+
+
+# --- simulate ---------------------------------------------------------------------------------
+
+
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Turn a :class:`SimulationError` into argparse's usage error (exit 2, no traceback)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except SimulationError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _add_simulate_command(commands: argparse._SubParsersAction[Any]) -> None:
+    command = commands.add_parser(
+        "simulate",
+        help="run the scheduler on a virtual clock and print every decision",
+        description="Run the real engine (policies, tick order, catch-up, counters, stop "
+        "strategy) on a virtual clock from --start to --end (both included), with a "
+        "simulated workflow controller, and print every event. Deterministic; never sleeps.",
+    )
+    _add_paths_argument(command)
+    command.add_argument(
+        "--start",
+        required=True,
+        type=_argument(lambda text: parse_time(text, "--start")),
+        metavar="TIME",
+        help="RFC 3339 start of the window, e.g. 2026-03-08T00:00:00Z",
+    )
+    command.add_argument(
+        "--end",
+        required=True,
+        type=_argument(lambda text: parse_time(text, "--end")),
+        metavar="TIME",
+        help="RFC 3339 end of the window (included)",
+    )
+    command.add_argument(
+        "--outcomes",
+        type=_argument(parse_outcomes),
+        default=None,
+        metavar="PHASE[,PHASE...]",
+        help="phases (Succeeded, Failed, Error) of the 1st, 2nd, ... Workflow of each "
+        "CronWorkflow; the last repeats (default: Succeeded)",
+    )
+    command.add_argument(
+        "--run-duration",
+        type=_argument(parse_duration),
+        default=None,
+        metavar="D",
+        help="how long each Workflow runs: 90s, 12m, 1h or seconds (default: 30s)",
+    )
+    command.add_argument(
+        "--down",
+        action="append",
+        type=_argument(DownWindow.parse),
+        default=[],
+        metavar="START/END",
+        help="the scheduler is not running in [START, END); repeatable",
+    )
+    _add_output_option(command)
+    command.set_defaults(handler=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    manifests = load_paths(args.paths)
+    for notice in manifests.notices:
+        _print_notice(notice, err)
+    failed = False
+    for error in manifests.errors:
+        where = f"{error.source} {error.key}" if error.key else str(error.source)
+        for message in error.messages:
+            err.write(f"error   {where}: {message}\n")
+        failed = True
+    seen: dict[str, str] = {}
+    for entry in manifests.cron_workflows:
+        if entry.key in seen:
+            err.write(
+                f"error   {entry.source} {entry.key}: defined twice (first in {seen[entry.key]}): "
+                "each namespace/name must be unique\n"
+            )
+            failed = True
+        seen.setdefault(entry.key, str(entry.source))
+    if failed:
+        err.write("cannot simulate: fix the manifests above first\n")
+        return 1
+    options: dict[str, Any] = {}
+    if args.outcomes is not None:
+        options["outcomes"] = args.outcomes
+    if args.run_duration is not None:
+        options["run_duration"] = args.run_duration
+    try:
+        simulator = Simulator(
+            [CronWorkflow.prepare(entry.spec, args.start) for entry in manifests.cron_workflows],
+            args.start,
+            args.end,
+            down=tuple(args.down),
+            **options,
+        )
+    except SimulationError as error:
+        err.write(f"cronwf simulate: error: {error}\n")
+        return 2
+    if args.output == "json":
+        write_json(simulator, out)
+    else:
+        write_text(simulator, out)
+    return 0
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """The ``CRONWF_<NAME>`` environment variable behind a flag (flags win)."""
+    return os.environ.get(f"CRONWF_{name}", default)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = parse_duration(text).total_seconds()
+    except SimulationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {port}")
+    return port
+
+
+def _default_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
+    command = commands.add_parser(
+        "serve",
+        help="run the scheduler service",
+        description="Run the scheduler: read CronWorkflows from manifest files (reloaded on "
+        "change), fire them at their instants, run their Workflows with the local executor "
+        "(a trial runner, not a workflow engine), and serve /metrics, /healthz and /readyz. "
+        "Every flag can also be set with the CRONWF_ environment variable shown.",
+    )
+    command.add_argument(
+        "--manifests",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="CronWorkflow manifest file or folder; repeatable (CRONWF_MANIFESTS, colon-separated)",
+    )
+    command.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL"),
+        metavar="URL",
+        help="Redis for run history and leadership, e.g. redis://localhost:6379/0; several "
+        "replicas may share it, one acts (CRONWF_REDIS_URL; default: an in-process store)",
+    )
+    command.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(_env("STATE_DIR", ".cronwf") or ".cronwf"),
+        metavar="DIR",
+        help="where the local executor writes run logs (CRONWF_STATE_DIR; default: .cronwf)",
+    )
+    command.add_argument(
+        "--host",
+        default=_env("HOST", "0.0.0.0"),
+        help="address of the HTTP endpoints (CRONWF_HOST; default: 0.0.0.0)",
+    )
+    command.add_argument(
+        "--port",
+        type=_port,
+        default=_port(_env("PORT", "9090") or "9090"),
+        help="port of /metrics, /healthz and /readyz (CRONWF_PORT; default: 9090)",
+    )
+    command.add_argument(
+        "--identity",
+        default=_env("IDENTITY") or _default_identity(),
+        help="this replica's name in the leader lock (CRONWF_IDENTITY; default: POD_NAME, "
+        "else host name and process id)",
+    )
+    for flag, env, default, text in (
+        ("--lock-ttl", "LOCK_TTL", "15s", "how long the leader lock lives unrenewed"),
+        ("--renew-interval", "RENEW_INTERVAL", "5s", "how often the leader renews its lock"),
+        ("--reload-interval", "RELOAD_INTERVAL", "2s", "how often manifest files are checked"),
+        ("--run-timeout", "RUN_TIMEOUT", "10m", "default time limit of a local run"),
+        (
+            "--late-after",
+            "LATE_AFTER",
+            "5s",
+            "a timer firing later than this is handled as a catch-up",
+        ),
+    ):
+        command.add_argument(
+            flag,
+            type=_seconds,
+            default=_seconds(_env(env, default) or default),
+            metavar="D",
+            help=f"{text} (CRONWF_{env}; default: {default})",
+        )
+    command.add_argument(
+        "--workers",
+        type=_positive_count,
+        default=int(_env("WORKERS", "8") or "8"),
+        help="ticks decided in parallel (CRONWF_WORKERS; default: 8)",
+    )
+    command.add_argument(
+        "--metrics-without-name",
+        action="store_true",
+        default=(_env("METRICS_WITHOUT_NAME", "") or "").lower() in ("1", "true", "yes"),
+        help="drop the name label from per-CronWorkflow metrics, for fleets of tens of "
+        "thousands (CRONWF_METRICS_WITHOUT_NAME)",
+    )
+    command.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("LOG_FORMAT", "text"),
+        help="log lines as text or JSON (CRONWF_LOG_FORMAT; default: text)",
+    )
+    command.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=(_env("LOG_LEVEL", "info") or "info").lower(),
+        help="(CRONWF_LOG_LEVEL; default: info)",
+    )
+    command.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    configure_logging(args.log_format, args.log_level)
+    manifests = args.manifests or [p for p in (_env("MANIFESTS") or "").split(":") if p]
+    if not manifests:
+        err.write("cronwf serve: error: give --manifests DIR (or set CRONWF_MANIFESTS)\n")
+        return 2
+    missing = [path for path in manifests if not Path(path).exists()]
+    if missing:
+        err.write(f"cronwf serve: error: no such file or folder: {', '.join(missing)}\n")
+        return 2
+    if args.renew_interval >= args.lock_ttl:
+        err.write(
+            "cronwf serve: error: --renew-interval must be shorter than --lock-ttl, or the "
+            "lock lapses between renewals\n"
+        )
+        return 2
+    config = ServiceConfig(
+        manifests=tuple(Path(p) for p in manifests),
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+        reload_interval=args.reload_interval,
+        renew_interval=args.renew_interval,
+        run_timeout=args.run_timeout,
+        late_after=args.late_after,
+        workers=args.workers,
+        metrics_with_name=not args.metrics_without_name,
+    )
+    leadership: Leadership
+    if args.redis_url:
+        client = connect(args.redis_url)
+        try:
+            warning = check_eviction_policy(client)
+        except StoreUnavailable as error:
+            warning = None
+            logging.getLogger("cronwf").warning("Redis is not reachable yet: %s", error)
+        if warning:
+            logging.getLogger("cronwf").warning("%s", warning)
+        lock = RedisLeaderLock(client, args.identity, ttl=datetime.timedelta(seconds=args.lock_ttl))
+        store = RedisHistory(client, fence=lock)
+        leadership = lock
+    else:
+        store = RedisHistory.in_process()
+        leadership = SoleLeader()
+    try:
+        service = Service(config, store, leadership)
+        service.start()
+    except OSError as error:
+        err.write(f"cronwf serve: error: cannot serve on {args.host}:{args.port}: {error}\n")
+        return 1
+    service.run_until_signalled()
+    return 0
+
+
+# --- history ----------------------------------------------------------------------------------
+
+
+def _add_history_command(commands: argparse._SubParsersAction[Any]) -> None:
+    command = commands.add_parser(
+        "history",
+        help="print a CronWorkflow's counters and recent runs from Redis",
+        description="Print the counters, cursor and recent runs of one CronWorkflow from the "
+        "Redis that `cronwf serve --redis-url` uses.",
+    )
+    command.add_argument("cron_workflow", metavar="NAMESPACE/NAME")
+    command.add_argument(
+        "--redis-url",
+        default=_env("REDIS_URL"),
+        metavar="URL",
+        help="the Redis of the service (CRONWF_REDIS_URL)",
+    )
+    _add_output_option(command)
+    command.set_defaults(handler=_run_history)
+
+
+def _time(moment: datetime.datetime | None) -> str | None:
+    return rfc3339(moment) if moment is not None else None
+
+
+def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    key: str = args.cron_workflow
+    if key.count("/") != 1 or not all(key.split("/")):
+        err.write(f"cronwf history: error: {key!r} is not NAMESPACE/NAME, e.g. default/backup\n")
+        return 2
+    if not args.redis_url:
+        err.write(
+            "cronwf history: error: give --redis-url (or CRONWF_REDIS_URL): without Redis the "
+            "history lives only inside the serving process\n"
+        )
+        return 2
+    store = RedisHistory.from_url(args.redis_url)
+    try:
+        history = store.load(key)
+        runs = store.recent_runs(key) if history is not None else []
+    except StoreUnavailable as error:
+        err.write(f"cronwf history: error: {error}\n")
+        return 1
+    if history is None:
+        err.write(f"cronwf history: no history for {key} in {args.redis_url}\n")
+        return 1
+    report: dict[str, Any] = {
+        "cronWorkflow": key,
+        "phase": history.phase.value,
+        "succeeded": history.succeeded,
+        "failed": history.failed,
+        "consecutiveSucceeded": history.consecutive_succeeded,
+        "consecutiveFailed": history.consecutive_failed,
+        "lastScheduledTime": _time(history.last_scheduled_time),
+        "cursor": _time(history.cursor),
+        "active": list(history.active),
+        "conditions": dict(history.conditions),
+        "runs": [
+            {
+                "scheduledTime": _time(run.scheduled_at),
+                "decision": run.decision,
+                "reason": run.reason or None,
+                "workflow": run.workflow or None,
+                "phase": run.phase or None,
+                "decidedAt": _time(run.decided_at),
+                "finishedAt": _time(run.finished_at),
+            }
+            for run in runs
+        ],
+    }
+    if args.output == "json":
+        json.dump(report, out, indent=2)
+        out.write("\n")
+        return 0
+    out.write(
+        f"{key}  phase={report['phase'] or '-'}  succeeded={history.succeeded}  "
+        f"failed={history.failed}  consecutiveSucceeded={history.consecutive_succeeded}  "
+        f"consecutiveFailed={history.consecutive_failed}\n"
+        f"lastScheduledTime={report['lastScheduledTime'] or '-'}  cursor={report['cursor'] or '-'}"
+        f"  active={','.join(history.active) or '-'}\n"
+    )
+    for condition, message in history.conditions.items():
+        out.write(f"condition {condition}: {message}\n")
+    out.write(f"\n{'SCHEDULED':<21} {'DECISION':<9} {'REASON':<18} {'WORKFLOW':<40} PHASE\n")
+    for run in report["runs"]:
+        out.write(
+            f"{run['scheduledTime']:<21} {run['decision']:<9} {run['reason'] or '-':<18} "
+            f"{run['workflow'] or '-':<40} {run['phase'] or '-'}\n"
+        )
+    return 0

@@ -273,3 +273,62 @@ def test_negative_history_limits_fall_back_to_argos_defaults() -> None:
 
     assert (spec.successful_jobs_history_limit, spec.failed_jobs_history_limit) == (3, 1)
     assert validate(spec).valid
+
+
+# Rule 7: `when` and `stopStrategy.expression` must compile (DESIGN §3, §8).
+
+ARGO_WHEN = (
+    "{{= cronworkflow.lastScheduledTime == nil || "
+    "(now() - cronworkflow.lastScheduledTime).Seconds() > 3600 }}"
+)
+
+
+def test_a_compiling_when_and_stop_expression_are_valid() -> None:
+    spec = cron_workflow(when=ARGO_WHEN, stop_expression="cronworkflow.failed >= 3")
+
+    assert validate(spec, NOW) == Validation(errors=(), warnings=())
+
+
+def test_a_when_that_does_not_compile_is_reported_under_its_field() -> None:
+    error = only_error(validate(cron_workflow(when="{{= foo > 1 }}")))
+
+    assert error.startswith('spec.when: unknown variable "foo" at column 5: the variables are ')
+
+
+def test_a_stop_expression_that_does_not_compile_is_reported_under_its_field() -> None:
+    error = only_error(validate(cron_workflow(stop_expression="cronworkflow.failed")))
+
+    assert error == (
+        "spec.stopStrategy.expression: expected a boolean (true or false), but the expression "
+        "gives a number: compare it, e.g. cronworkflow.failed >= 3"
+    )
+
+
+def test_a_blank_when_and_an_empty_stop_expression_mean_none() -> None:
+    assert validate(cron_workflow(when="  \n", stop_expression="")).valid
+
+
+def test_a_blank_stop_expression_is_an_error_not_silently_none() -> None:
+    error = only_error(validate(cron_workflow(stop_expression="  ")))
+
+    assert error == "spec.stopStrategy.expression: the expression is empty"
+
+
+def test_when_is_checked_before_the_stop_expression() -> None:
+    spec = cron_workflow(when="{{= 1 }}", stop_expression="foo")
+
+    assert only_error(validate(spec)).startswith("spec.when: ")
+
+
+def test_expressions_are_checked_after_the_deadline_and_before_the_workflow_spec() -> None:
+    spec = cron_workflow(
+        starting_deadline_seconds=-1, when="cronworkflow.failed >=", workflow_spec=None
+    )
+
+    assert only_error(validate(spec)) == "startingDeadlineSeconds must be positive"
+    spec = replace(spec, starting_deadline_seconds=None)
+    assert only_error(validate(spec)) == (
+        "spec.when: unexpected end of the expression at column 23: expected a value"
+    )
+    spec = replace(spec, when="")
+    assert only_error(validate(spec)).startswith("cannot validate Workflow:")

@@ -1,0 +1,501 @@
+"""The brain of the scheduler: one tick, one completion, one catch-up, as pure functions.
+
+Every function here is a function of (CronWorkflow, history, instant, now) and returns what to
+do; none reads the clock, touches a store or talks to a cluster. The engine applies the result.
+Keeping the decision pure is what lets ``cronwf simulate`` run the very code ``serve`` runs,
+lets a test walk through a year of ticks in a second, and makes every branch of DESIGN.md §4
+a one-line test.
+
+The order of a tick (DESIGN.md §4) and where it differs from Argo on purpose:
+
+1. an invalid spec is a ``SpecError`` and never fires;
+2. the stop strategy is evaluated; when it becomes true the CronWorkflow is ``Stopped``;
+3. ``suspend`` skips (``Suspended``); 4. ``Stopped`` skips (``Stopped``);
+5. ``when`` false skips (``WhenFalse``); an evaluation error is a ``SubmissionError`` that
+   counts as a failure (Argo's ``failed++``), and here also extends the failure streak;
+6. concurrency: ``Forbid`` with an active run skips (``ConcurrencyForbid``); ``Replace``
+   terminates every active run and goes on;
+7. spawn, under the deterministic name of the instant.
+
+History transitions (:func:`record_spawn`, :func:`record_completion`, ...) are pure too: the
+in-memory store applies them directly and the Redis store implements the same transitions
+atomically; one contract test-suite holds both to them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from policies.expressions import (
+    CompiledExpression,
+    ExpressionError,
+    Variables,
+    compile_stop,
+    compile_when,
+)
+from policies.schedule import Schedule
+from policies.spec import ConcurrencyPolicy, CronWorkflowSpec
+from policies.validation import Validation, validate
+from policies.workflow import workflow_name
+
+__all__ = [
+    "CatchUp",
+    "Completion",
+    "CronWorkflow",
+    "ErrorReason",
+    "Fail",
+    "History",
+    "MissedReason",
+    "Outcome",
+    "Phase",
+    "Skip",
+    "SkipReason",
+    "Spawn",
+    "TickDecision",
+    "WorkflowPhase",
+    "clear_spec_error",
+    "decide",
+    "evaluate_stop",
+    "plan_catch_up",
+    "record_completion",
+    "record_deleted",
+    "record_error",
+    "record_missed",
+    "record_skip",
+    "record_spawn",
+    "record_stopped",
+    "reset_cursor",
+    "seed_history",
+    "stop_error_message",
+]
+
+
+class SkipReason(enum.StrEnum):
+    """Why a decided instant was not run."""
+
+    SUSPENDED = "Suspended"
+    STOPPED = "Stopped"
+    WHEN_FALSE = "WhenFalse"
+    CONCURRENCY_FORBID = "ConcurrencyForbid"
+
+
+class ErrorReason(enum.StrEnum):
+    """Argo's condition types; a ``SubmissionError`` counts as a failed run."""
+
+    SPEC_ERROR = "SpecError"
+    SUBMISSION_ERROR = "SubmissionError"
+
+
+class MissedReason(enum.StrEnum):
+    """Why an instant that passed while nobody was ticking was not run."""
+
+    DEADLINE = "deadline"
+    """The latest missed instant, beyond ``startingDeadlineSeconds`` (or none is set)."""
+    SUPERSEDED = "superseded"
+    """An earlier missed instant: only the latest is ever caught up."""
+
+
+class Phase(enum.StrEnum):
+    """The CronWorkflow's ``status.phase``; empty before the first run."""
+
+    NONE = ""
+    ACTIVE = "Active"
+    STOPPED = "Stopped"
+
+
+class WorkflowPhase(enum.StrEnum):
+    """The final phases of a spawned Workflow that are counted."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ERROR = "Error"
+
+
+# --------------------------------------------------------------------------------------------
+# The CronWorkflow as the policies see it: validated and compiled once per spec change.
+
+
+@dataclass(frozen=True)
+class CronWorkflow:
+    """A spec with its verdict, schedule and compiled expressions.
+
+    Build it with :meth:`prepare` whenever the spec changes; ticks then cost no parsing.
+    An invalid spec has ``schedule`` (and possibly expressions) set to ``None``.
+    """
+
+    spec: CronWorkflowSpec
+    validation: Validation
+    schedule: Schedule | None
+    when: CompiledExpression | None
+    stop: CompiledExpression | None
+
+    @classmethod
+    def prepare(cls, spec: CronWorkflowSpec, now: datetime | None = None) -> CronWorkflow:
+        """Validate and compile ``spec``; ``now`` enables the never-fires warning."""
+        validation = validate(spec, now)
+        if not validation.valid:
+            return cls(spec, validation, None, None, None)
+        return cls(
+            spec,
+            validation,
+            Schedule(spec.effective_schedules, spec.timezone),
+            compile_when(spec.when) if spec.when.strip() else None,
+            compile_stop(spec.stop_expression) if spec.stop_expression else None,
+        )
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def valid(self) -> bool:
+        return self.validation.valid
+
+    @cached_property
+    def signature(self) -> str:
+        """What the cursor's instants were computed from (Argo's ``last-used-schedule``).
+
+        When it changes, the instants of the old schedule are not caught up (DESIGN §5).
+        """
+        prefix = f"CRON_TZ={self.spec.timezone} " if self.spec.timezone else ""
+        return ",".join(prefix + s for s in self.spec.effective_schedules)
+
+
+# --------------------------------------------------------------------------------------------
+# History
+
+
+@dataclass(frozen=True)
+class History:
+    """What the scheduler remembers about one CronWorkflow between ticks.
+
+    ``cursor`` is the last decided instant: an instant at or before it is never decided again.
+    ``signature`` is the schedule the cursor belongs to (see :attr:`CronWorkflow.signature`).
+    ``conditions`` maps Argo's condition types to their messages.
+    """
+
+    cursor: datetime | None = None
+    signature: str = ""
+    last_scheduled_time: datetime | None = None
+    succeeded: int = 0
+    failed: int = 0
+    consecutive_succeeded: int = 0
+    consecutive_failed: int = 0
+    phase: Phase = Phase.NONE
+    active: tuple[str, ...] = ()
+    conditions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> bool:
+        return self.phase is Phase.STOPPED
+
+    def variables(self, cron_workflow: CronWorkflow) -> Variables:
+        """The ``cronworkflow.*`` variables of DESIGN §8 for this history."""
+        spec = cron_workflow.spec
+        return Variables(
+            name=spec.name,
+            namespace=spec.namespace,
+            labels=spec.labels,
+            annotations=spec.annotations,
+            last_scheduled_time=self.last_scheduled_time,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            consecutive_succeeded=self.consecutive_succeeded,
+            consecutive_failed=self.consecutive_failed,
+        )
+
+
+_HISTORY_FIELDS = frozenset(f.name for f in fields(History))
+
+
+def seed_history(cron_workflow: CronWorkflow, now: datetime) -> History:
+    """The history of a CronWorkflow the store knows nothing about (DESIGN §5).
+
+    Counters and ``lastScheduledTime`` come from the object's status (taking over from Argo's
+    controller, or a store that came back empty); the cursor starts at ``lastScheduledTime``
+    when there is one, so the instants since then are caught up, and at ``now`` otherwise.
+    """
+    status = cron_workflow.spec.status
+    last = status.last_scheduled_time.astimezone(UTC) if status.last_scheduled_time else None
+    return History(
+        cursor=last if last is not None else now,
+        signature=cron_workflow.signature,
+        last_scheduled_time=last,
+        succeeded=status.succeeded,
+        failed=status.failed,
+        phase=Phase(status.phase) if status.phase in Phase._value2member_map_ else Phase.NONE,
+        active=status.active,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The tick
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: SkipReason
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Create ``workflow``, after terminating ``terminate`` (``Replace``)."""
+
+    workflow: str
+    terminate: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fail:
+    """An error at this instant; a ``SubmissionError`` counts as a failed run."""
+
+    reason: ErrorReason
+    message: str
+    expression: bool = False
+    """True when a ``when`` or stop expression failed to evaluate."""
+
+    @property
+    def counts_as_failure(self) -> bool:
+        return self.reason is ErrorReason.SUBMISSION_ERROR
+
+
+Outcome = Skip | Spawn | Fail
+
+
+@dataclass(frozen=True)
+class TickDecision:
+    """What one tick does; ``stop`` says the stop strategy just became true."""
+
+    outcome: Outcome
+    stop: bool = False
+
+
+def evaluate_stop(cron_workflow: CronWorkflow, history: History, now: datetime) -> bool:
+    """Whether the stop strategy is true now; raises :class:`ExpressionError`.
+
+    A CronWorkflow already stopped stays stopped: its expression is not evaluated again.
+    """
+    if cron_workflow.stop is None or history.stopped:
+        return False
+    return cron_workflow.stop.evaluate(history.variables(cron_workflow), now)
+
+
+def stop_error_message(cron_workflow: CronWorkflow, error: ExpressionError) -> str:
+    """Argo's message for a stop expression that fails to evaluate."""
+    return (
+        f"failed to check CronWorkflow '{cron_workflow.spec.name}' stopping condition: "
+        f"failed to evaluate stop expression: {error}"
+    )
+
+
+def decide(
+    cron_workflow: CronWorkflow, history: History, scheduled_at: datetime, now: datetime
+) -> TickDecision:
+    """Decide one tick: the scheduled instant ``scheduled_at`` of ``cron_workflow`` at ``now``."""
+    if not cron_workflow.valid:
+        return TickDecision(Fail(ErrorReason.SPEC_ERROR, cron_workflow.validation.errors[0]))
+    try:
+        stop = evaluate_stop(cron_workflow, history, now)
+    except ExpressionError as error:
+        message = stop_error_message(cron_workflow, error)
+        return TickDecision(Fail(ErrorReason.SPEC_ERROR, message, expression=True))
+    spec = cron_workflow.spec
+    if spec.suspend:
+        return TickDecision(Skip(SkipReason.SUSPENDED), stop)
+    if stop or history.stopped:
+        return TickDecision(Skip(SkipReason.STOPPED), stop)
+    if cron_workflow.when is not None:
+        try:
+            run = cron_workflow.when.evaluate(history.variables(cron_workflow), now)
+        except ExpressionError as error:
+            message = f"run policy error: {error}"
+            return TickDecision(Fail(ErrorReason.SUBMISSION_ERROR, message, expression=True))
+        if not run:
+            return TickDecision(Skip(SkipReason.WHEN_FALSE))
+    terminate: tuple[str, ...] = ()
+    if history.active:
+        policy = spec.concurrency
+        if policy is ConcurrencyPolicy.FORBID:
+            return TickDecision(Skip(SkipReason.CONCURRENCY_FORBID))
+        if policy is ConcurrencyPolicy.REPLACE:
+            terminate = history.active
+    return TickDecision(Spawn(workflow_name(spec.name, scheduled_at), terminate))
+
+
+# --------------------------------------------------------------------------------------------
+# Catch-up
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """The instants that passed unticked: which are recorded missed, which one runs."""
+
+    missed: tuple[tuple[datetime, MissedReason], ...] = ()
+    run: datetime | None = None
+
+    @property
+    def cursor(self) -> datetime | None:
+        """The last instant this plan decides, if any."""
+        if self.run is not None:
+            return self.run
+        return self.missed[-1][0] if self.missed else None
+
+
+def plan_catch_up(cron_workflow: CronWorkflow, cursor: datetime, now: datetime) -> CatchUp:
+    """Plan the instants in ``(cursor, now)`` (DESIGN §5, Argo's rule without its quirks).
+
+    The latest runs when ``startingDeadlineSeconds`` > 0 and ``now`` is before the instant
+    plus the deadline; every other one is missed (``superseded``, or ``deadline`` for the
+    latest when it may not run). An instant exactly at ``now`` is not missed: its own tick
+    decides it.
+    """
+    schedule = cron_workflow.schedule
+    if schedule is None:
+        return CatchUp()
+    start = int(cursor.timestamp())
+    end = int(now.timestamp())
+    if now.timestamp() == end:
+        end -= 1  # (cursor, now) is open at now
+    instants = list(schedule.between_ts(start, end))
+    if not instants:
+        return CatchUp()
+    latest = instants[-1]
+    deadline = cron_workflow.spec.starting_deadline_seconds or 0
+    earlier = tuple(
+        (datetime.fromtimestamp(ts, UTC), MissedReason.SUPERSEDED) for ts in instants[:-1]
+    )
+    latest_at = datetime.fromtimestamp(latest, UTC)
+    if deadline > 0 and now.timestamp() < latest + deadline:
+        return CatchUp(earlier, latest_at)
+    return CatchUp((*earlier, (latest_at, MissedReason.DEADLINE)))
+
+
+# --------------------------------------------------------------------------------------------
+# History transitions. Each is idempotent where an event can be observed twice.
+
+
+def _evolve(history: History, **changes: Any) -> History:
+    """``dataclasses.replace`` for :class:`History` without its per-call introspection: every
+    tick makes several of these, and ``simulate`` makes millions."""
+    unknown = changes.keys() - _HISTORY_FIELDS
+    if unknown:
+        raise TypeError(f"History has no field {sorted(unknown)[0]!r}")
+    evolved = object.__new__(History)
+    evolved.__dict__.update(history.__dict__)
+    evolved.__dict__.update(changes)
+    return evolved
+
+
+def _advance(history: History, instant: datetime) -> History:
+    if history.cursor is not None and history.cursor >= instant:
+        return history
+    return _evolve(history, cursor=instant)
+
+
+def record_spawn(history: History, scheduled_at: datetime, workflow: str) -> History:
+    """A Workflow was created (or already existed) for ``scheduled_at``."""
+    conditions = {k: v for k, v in history.conditions.items() if k != ErrorReason.SUBMISSION_ERROR}
+    active = history.active if workflow in history.active else (*history.active, workflow)
+    last = history.last_scheduled_time
+    return _evolve(
+        _advance(history, scheduled_at),
+        last_scheduled_time=scheduled_at if last is None or scheduled_at > last else last,
+        active=active,
+        phase=Phase.STOPPED if history.stopped else Phase.ACTIVE,
+        conditions=conditions,
+    )
+
+
+def record_skip(history: History, scheduled_at: datetime) -> History:
+    """The instant was decided and not run."""
+    return _advance(history, scheduled_at)
+
+
+def record_missed(history: History, instants: Iterator[datetime] | tuple[datetime, ...]) -> History:
+    """Instants that passed unticked were recorded as missed."""
+    for instant in instants:
+        history = _advance(history, instant)
+    return history
+
+
+def record_error(history: History, scheduled_at: datetime | None, fail: Fail) -> History:
+    """An error at an instant (or outside any instant, when ``scheduled_at`` is None)."""
+    conditions = {**history.conditions, fail.reason.value: fail.message}
+    updated = _evolve(history, conditions=conditions)
+    if fail.counts_as_failure:
+        updated = _evolve(
+            updated,
+            failed=history.failed + 1,
+            consecutive_failed=history.consecutive_failed + 1,
+            consecutive_succeeded=0,
+        )
+    return updated if scheduled_at is None else _advance(updated, scheduled_at)
+
+
+def record_stopped(history: History) -> History:
+    """The stop strategy became true."""
+    return _evolve(history, phase=Phase.STOPPED)
+
+
+def clear_spec_error(history: History) -> History:
+    """A valid spec clears the ``SpecError`` condition (Argo does the same)."""
+    if ErrorReason.SPEC_ERROR not in history.conditions:
+        return history
+    return _evolve(
+        history,
+        conditions={k: v for k, v in history.conditions.items() if k != ErrorReason.SPEC_ERROR},
+    )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The history after a completion, and whether this observation counted the run."""
+
+    history: History
+    counted: bool
+
+
+def record_completion(history: History, workflow: str, phase: WorkflowPhase) -> Completion:
+    """A spawned Workflow finished; it is counted once, however often this is observed.
+
+    A Workflow not (or no longer) among the active runs is not counted: either it was
+    counted already, or it was never ours to count.
+    """
+    if workflow not in history.active:
+        return Completion(history, counted=False)
+    active = tuple(name for name in history.active if name != workflow)
+    if phase is WorkflowPhase.SUCCEEDED:
+        updated = _evolve(
+            history,
+            active=active,
+            succeeded=history.succeeded + 1,
+            consecutive_succeeded=history.consecutive_succeeded + 1,
+            consecutive_failed=0,
+        )
+    else:
+        updated = _evolve(
+            history,
+            active=active,
+            failed=history.failed + 1,
+            consecutive_failed=history.consecutive_failed + 1,
+            consecutive_succeeded=0,
+        )
+    return Completion(updated, counted=True)
+
+
+def record_deleted(history: History, workflow: str) -> History:
+    """A run deleted before it finished leaves ``active`` uncounted (DESIGN §6)."""
+    if workflow not in history.active:
+        return history
+    return _evolve(history, active=tuple(name for name in history.active if name != workflow))
+
+
+def reset_cursor(history: History, signature: str, now: datetime) -> History:
+    """The schedules or time zone changed: instants of the new schedule before now are not
+    caught up (DESIGN §5)."""
+    return _evolve(history, cursor=now, signature=signature)

@@ -1,0 +1,83 @@
+"""The Workflow a CronWorkflow spawns at one scheduled instant (DESIGN.md §7).
+
+The name is ``<cronworkflow name>-<Unix seconds of the scheduled instant>``, never a
+``generateName``: the name *is* the instant, so creating the same instant twice answers
+"already exists" and cannot produce a second run, whoever tries and however often. Everything
+else follows Argo's ``ConvertCronWorkflowToWorkflowWithProperties`` so that tools which read
+Argo's labels and annotations keep working.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+from policies.spec import CronWorkflowSpec
+
+__all__ = [
+    "CREATOR_LABELS",
+    "CRON_WORKFLOW_LABEL",
+    "INSTANCE_ID_LABEL",
+    "SCHEDULED_TIME_ANNOTATION",
+    "render_workflow",
+    "rfc3339",
+    "workflow_name",
+]
+
+CRON_WORKFLOW_LABEL = "workflows.argoproj.io/cron-workflow"
+INSTANCE_ID_LABEL = "workflows.argoproj.io/controller-instanceid"
+SCHEDULED_TIME_ANNOTATION = "workflows.argoproj.io/scheduled-time"
+CREATOR_LABELS = (
+    "workflows.argoproj.io/creator",
+    "workflows.argoproj.io/creator-email",
+    "workflows.argoproj.io/creator-preferred-username",
+)
+API_VERSION = "argoproj.io/v1alpha1"
+
+
+def rfc3339(t: datetime) -> str:
+    """RFC 3339 in UTC to the second (``2026-03-08T09:59:00Z``), as Argo writes times."""
+    u = t.astimezone(UTC)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
+
+
+def workflow_name(cron_workflow_name: str, scheduled_at: datetime) -> str:
+    """The deterministic name of the Workflow for one instant."""
+    return f"{cron_workflow_name}-{int(scheduled_at.timestamp())}"
+
+
+def render_workflow(spec: CronWorkflowSpec, scheduled_at: datetime) -> dict[str, Any]:
+    """The Workflow object for ``scheduled_at``, ready to be created."""
+    labels = {k: spec.labels[k] for k in CREATOR_LABELS if k in spec.labels}
+    if INSTANCE_ID_LABEL in spec.labels:
+        labels[INSTANCE_ID_LABEL] = spec.labels[INSTANCE_ID_LABEL]
+    labels[CRON_WORKFLOW_LABEL] = spec.name
+    labels.update(spec.workflow_metadata.labels)
+    annotations = {SCHEDULED_TIME_ANNOTATION: rfc3339(scheduled_at)}
+    annotations.update(spec.workflow_metadata.annotations)
+    metadata: dict[str, Any] = {
+        "name": workflow_name(spec.name, scheduled_at),
+        "namespace": spec.namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "CronWorkflow",
+                "name": spec.name,
+                "uid": spec.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if spec.workflow_metadata.finalizers:
+        metadata["finalizers"] = list(spec.workflow_metadata.finalizers)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Workflow",
+        "metadata": metadata,
+        # A deep copy: the spec is shared by every run and must never be mutated by a sink.
+        "spec": copy.deepcopy(dict(spec.workflow_spec or {})),
+    }

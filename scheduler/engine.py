@@ -1,0 +1,510 @@
+"""The engine: applies the pure decisions of :mod:`policies.decision` through small ports.
+
+The engine is the one place where a decision becomes an effect: a history change, a spawned
+or terminated Workflow, an event. It never reads the clock and never sleeps; every call
+receives ``now``. That is why ``cronwf simulate`` can drive it on a virtual clock and why
+``serve`` (APScheduler timer, Redis, Kubernetes) runs the same code.
+
+Ports, defined here by their user (the adapters implement them):
+
+* :class:`HistoryStore`: the history of each CronWorkflow, changed by pure transitions
+  applied atomically (:meth:`HistoryStore.apply`), plus the fenced claim of an instant.
+* :class:`Sink`: spawns and terminates Workflows.
+* :class:`Observer`: receives every :class:`Event` (logs, metrics, Kubernetes Events,
+  ``simulate`` output).
+
+Exactly-once: an instant is decided at most once because the cursor only moves forward and
+every transition is idempotent; a Workflow is created at most once because its name is the
+instant; a run is counted at most once because only an active run can complete. Ticks of one
+CronWorkflow, catch-up and completion handling are serialized with a lock per CronWorkflow.
+
+Errors: a bad spec or expression is the user's (an ``Error`` event, a condition, the tick is
+decided); :class:`StoreUnavailable` and :class:`SinkUnavailable` are the world's: the instant
+stays undecided, the exception propagates, and catch-up decides it once the world is back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from policies.decision import (
+    CronWorkflow,
+    ErrorReason,
+    Fail,
+    History,
+    MissedReason,
+    Skip,
+    SkipReason,
+    Spawn,
+    WorkflowPhase,
+    clear_spec_error,
+    decide,
+    evaluate_stop,
+    plan_catch_up,
+    record_completion,
+    record_deleted,
+    record_error,
+    record_missed,
+    record_skip,
+    record_spawn,
+    record_stopped,
+    reset_cursor,
+    seed_history,
+    stop_error_message,
+)
+from policies.expressions import ExpressionError
+from policies.spec import CronWorkflowSpec
+
+__all__ = [
+    "Completed",
+    "Engine",
+    "Error",
+    "Event",
+    "HistoryStore",
+    "Missed",
+    "Observer",
+    "RunRecord",
+    "Sink",
+    "SinkUnavailable",
+    "Skipped",
+    "SpawnRejected",
+    "Spawned",
+    "Stopped",
+    "StoreUnavailable",
+    "Terminated",
+    "TickResult",
+    "Transition",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Exceptions
+
+
+class StoreUnavailable(Exception):
+    """The history store cannot be reached; nothing was changed."""
+
+
+class SinkUnavailable(Exception):
+    """The workflow sink cannot be reached right now; retrying later may succeed."""
+
+
+class SpawnRejected(Exception):
+    """The sink refused the Workflow for good (invalid, forbidden): a ``SubmissionError``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Something the engine did to one CronWorkflow at ``time``."""
+
+    time: datetime
+    key: str
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spawned(Event):
+    scheduled_at: datetime
+    workflow: str
+    created: bool
+    """False when the Workflow already existed (this instant was spawned before)."""
+    catch_up: bool = False
+    replaced: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skipped(Event):
+    scheduled_at: datetime
+    reason: SkipReason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Missed(Event):
+    scheduled_at: datetime
+    reason: MissedReason
+
+
+@dataclass(frozen=True, kw_only=True)
+class Terminated(Event):
+    workflow: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completed(Event):
+    workflow: str
+    phase: WorkflowPhase
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped(Event):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(Event):
+    reason: ErrorReason
+    message: str
+    scheduled_at: datetime | None = None
+    triggered: bool = False
+    """True when the tick had passed every policy and failed at submission."""
+    expression: bool = False
+    """True when a ``when`` or stop expression failed to evaluate."""
+
+
+# --------------------------------------------------------------------------------------------
+# Ports
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One entry of a CronWorkflow's recent runs, keyed by its scheduled instant.
+
+    ``decision`` is ``Spawned``, ``Skipped``, ``Missed`` or ``Error``; ``reason`` the skip or
+    missed reason or the error type; ``phase`` the final phase of a spawned run, once known.
+    Recording a run with the same instant again merges the non-empty fields.
+    """
+
+    scheduled_at: datetime
+    decision: str
+    decided_at: datetime
+    workflow: str = ""
+    reason: str = ""
+    phase: str = ""
+    finished_at: datetime | None = None
+
+
+Transition = Callable[[History], History]
+
+
+class HistoryStore(Protocol):
+    """Where the history of every CronWorkflow lives (in memory or in Redis)."""
+
+    def load(self, key: str) -> History | None:
+        """The stored history, or None when the store knows nothing of ``key``."""
+
+    def apply(
+        self,
+        key: str,
+        seed: History,
+        transition: Transition,
+        runs: Sequence[RunRecord] = (),
+    ) -> tuple[History, History]:
+        """Atomically replace the history (``seed`` when absent) by ``transition`` of it and
+        upsert ``runs``; returns (before, after)."""
+
+    def claim(self, key: str, scheduled_at: datetime) -> bool:
+        """Whether this replica may spawn ``scheduled_at``: it still leads (its fencing token
+        is current) and the instant is undecided."""
+
+    def forget(self, key: str) -> None:
+        """Remove everything stored for a deleted CronWorkflow."""
+
+
+class Sink(Protocol):
+    """Where Workflows are created and terminated."""
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        """Create the Workflow of ``scheduled_at`` (DESIGN §7); True if created, False if it
+        already existed. Raises :class:`SpawnRejected` or :class:`SinkUnavailable`."""
+
+    def terminate(self, namespace: str, workflow: str) -> None:
+        """Stop a running Workflow; one that is gone or already finished is fine.
+
+        Raises :class:`SpawnRejected` or :class:`SinkUnavailable`."""
+
+
+class Observer(Protocol):
+    def emit(self, event: Event) -> None:
+        """Receive one event; must not raise."""
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What a tick did: an event's kind, or ``AlreadyDecided`` / ``ClaimLost``."""
+
+    kind: str
+    events: tuple[Event, ...] = ()
+
+
+_ALREADY_DECIDED = TickResult("AlreadyDecided")
+_CLAIM_LOST = TickResult("ClaimLost")
+
+
+@dataclass
+class Engine:
+    """Applies decisions to a store and a sink, and reports every event to an observer."""
+
+    store: HistoryStore
+    sink: Sink
+    observer: Observer
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @contextmanager
+    def serialized(self, key: str) -> Iterator[None]:
+        """Hold the lock of one CronWorkflow (ticks, catch-up and completions take it)."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    # -- spec lifecycle ---------------------------------------------------------------------
+
+    def sync(self, cron_workflow: CronWorkflow, now: datetime) -> History:
+        """Take a new or changed spec into account (call on every add or change).
+
+        Seeds the history of a CronWorkflow the store does not know, moves the cursor to
+        ``now`` when the schedules or time zone changed, and records or clears ``SpecError``.
+        """
+        key = cron_workflow.key
+        with self.serialized(key):
+            seed = seed_history(cron_workflow, now)
+            history = self.store.load(key)
+            if history is None:
+                _, history = self.store.apply(key, seed, _same)
+            if cron_workflow.valid and history.signature != cron_workflow.signature:
+                signature = cron_workflow.signature
+                _, history = self.store.apply(key, seed, lambda h: reset_cursor(h, signature, now))
+            if not cron_workflow.valid:
+                message = cron_workflow.validation.errors[0]
+                if history.conditions.get(ErrorReason.SPEC_ERROR) != message:
+                    fail = Fail(ErrorReason.SPEC_ERROR, message)
+                    _, history = self.store.apply(key, seed, lambda h: record_error(h, None, fail))
+                    self.observer.emit(
+                        Error(time=now, key=key, reason=fail.reason, message=fail.message)
+                    )
+            elif ErrorReason.SPEC_ERROR in history.conditions:
+                _, history = self.store.apply(key, seed, clear_spec_error)
+            return history
+
+    def forget(self, key: str) -> None:
+        """The CronWorkflow was deleted: drop its history."""
+        with self.serialized(key):
+            self.store.forget(key)
+        with self._locks_guard:
+            self._locks.pop(key, None)
+
+    # -- ticks ------------------------------------------------------------------------------
+
+    def tick(
+        self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime
+    ) -> TickResult:
+        """Decide and apply one scheduled instant."""
+        with self.serialized(cron_workflow.key):
+            return self._tick(cron_workflow, scheduled_at, now, catch_up=False)
+
+    def catch_up(self, cron_workflow: CronWorkflow, now: datetime) -> list[TickResult]:
+        """Decide the instants that passed unticked, in (cursor, now) (DESIGN §5)."""
+        key = cron_workflow.key
+        with self.serialized(key):
+            seed = seed_history(cron_workflow, now)
+            history = self.store.load(key) or seed
+            if not cron_workflow.valid or history.cursor is None:
+                return []
+            plan = plan_catch_up(cron_workflow, history.cursor, now)
+            results: list[TickResult] = []
+            if plan.missed:
+                runs = [
+                    RunRecord(instant, "Missed", now, reason=reason.value)
+                    for instant, reason in plan.missed
+                ]
+                instants = tuple(instant for instant, _ in plan.missed)
+                self.store.apply(key, seed, lambda h: record_missed(h, instants), runs)
+                events = tuple(
+                    Missed(time=now, key=key, scheduled_at=instant, reason=reason)
+                    for instant, reason in plan.missed
+                )
+                for event in events:
+                    self.observer.emit(event)
+                results.append(TickResult("Missed", events))
+            if plan.run is not None:
+                results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
+            return results
+
+    def _tick(
+        self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
+    ) -> TickResult:
+        key = cron_workflow.key
+        # Without a stored history (no sync yet, or a store that came back empty) this very
+        # instant is the first one to decide.
+        stored = self.store.load(key)
+        seed = stored or seed_history(cron_workflow, scheduled_at - timedelta(seconds=1))
+        history = seed
+        if history.cursor is not None and history.cursor >= scheduled_at:
+            return _ALREADY_DECIDED
+        decision = decide(cron_workflow, history, scheduled_at, now)
+        events: list[Event] = []
+        if decision.stop:
+            self.store.apply(key, seed, record_stopped)
+            events.append(Stopped(time=now, key=key))
+            self.observer.emit(events[-1])
+        outcome = decision.outcome
+        if isinstance(outcome, Skip):
+            run = RunRecord(scheduled_at, "Skipped", now, reason=outcome.reason.value)
+            self.store.apply(key, seed, lambda h: record_skip(h, scheduled_at), [run])
+            return self._emit(
+                events, Skipped(time=now, key=key, scheduled_at=scheduled_at, reason=outcome.reason)
+            )
+        if isinstance(outcome, Fail):
+            return self._fail(cron_workflow, seed, scheduled_at, now, outcome, events)
+        return self._spawn(cron_workflow, seed, scheduled_at, now, outcome, events, catch_up)
+
+    def _spawn(
+        self,
+        cron_workflow: CronWorkflow,
+        seed: History,
+        scheduled_at: datetime,
+        now: datetime,
+        spawn: Spawn,
+        events: list[Event],
+        catch_up: bool,
+    ) -> TickResult:
+        key = cron_workflow.key
+        spec = cron_workflow.spec
+        if not self.store.claim(key, scheduled_at):
+            return _CLAIM_LOST
+        for workflow in spawn.terminate:
+            try:
+                self.sink.terminate(spec.namespace, workflow)
+            except SpawnRejected as error:
+                message = f"run policy error: error stopping workflow {workflow}: {error}"
+                fail = Fail(ErrorReason.SUBMISSION_ERROR, message)
+                return self._fail(cron_workflow, seed, scheduled_at, now, fail, events)
+            events.append(Terminated(time=now, key=key, workflow=workflow))
+            self.observer.emit(events[-1])
+        try:
+            created = self.sink.spawn(spec, scheduled_at)
+        except SpawnRejected as error:
+            fail = Fail(ErrorReason.SUBMISSION_ERROR, f"Failed to submit Workflow: {error}")
+            return self._fail(cron_workflow, seed, scheduled_at, now, fail, events, triggered=True)
+        run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
+        self.store.apply(key, seed, lambda h: record_spawn(h, scheduled_at, spawn.workflow), [run])
+        return self._emit(
+            events,
+            Spawned(
+                time=now,
+                key=key,
+                scheduled_at=scheduled_at,
+                workflow=spawn.workflow,
+                created=created,
+                catch_up=catch_up,
+                replaced=spawn.terminate,
+            ),
+        )
+
+    def _fail(
+        self,
+        cron_workflow: CronWorkflow,
+        seed: History,
+        scheduled_at: datetime,
+        now: datetime,
+        fail: Fail,
+        events: list[Event],
+        *,
+        triggered: bool = False,
+    ) -> TickResult:
+        key = cron_workflow.key
+        run = RunRecord(scheduled_at, "Error", now, reason=fail.reason.value)
+        self.store.apply(key, seed, lambda h: record_error(h, scheduled_at, fail), [run])
+        event = Error(
+            time=now,
+            key=key,
+            reason=fail.reason,
+            message=fail.message,
+            scheduled_at=scheduled_at,
+            triggered=triggered,
+            expression=fail.expression,
+        )
+        return self._emit(events, event)
+
+    def _emit(self, events: list[Event], event: Event) -> TickResult:
+        events.append(event)
+        self.observer.emit(event)
+        return TickResult(event.kind, tuple(events))
+
+    # -- completions ------------------------------------------------------------------------
+
+    def complete(
+        self,
+        cron_workflow: CronWorkflow,
+        workflow: str,
+        phase: WorkflowPhase,
+        now: datetime,
+        scheduled_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> bool:
+        """A spawned Workflow finished; returns whether this observation counted it.
+
+        After counting, the stop strategy is evaluated (DESIGN §6); running Workflows are left
+        alone when it stops the CronWorkflow.
+        """
+        key = cron_workflow.key
+        with self.serialized(key):
+            seed = seed_history(cron_workflow, now)
+            runs: list[RunRecord] = []
+            if scheduled_at is not None:
+                runs.append(
+                    RunRecord(
+                        scheduled_at,
+                        "Spawned",
+                        now,
+                        workflow=workflow,
+                        phase=phase.value,
+                        finished_at=finished_at or now,
+                    )
+                )
+            before, after = self.store.apply(
+                key, seed, lambda h: record_completion(h, workflow, phase).history, runs
+            )
+            if workflow not in before.active:
+                return False
+            self.observer.emit(Completed(time=now, key=key, workflow=workflow, phase=phase))
+            self._stop_after_completion(cron_workflow, seed, after, now)
+            return True
+
+    def _stop_after_completion(
+        self, cron_workflow: CronWorkflow, seed: History, history: History, now: datetime
+    ) -> None:
+        key = cron_workflow.key
+        try:
+            stop = evaluate_stop(cron_workflow, history, now)
+        except ExpressionError as error:
+            # Argo only logs this; we also keep it visible as a condition.
+            message = stop_error_message(cron_workflow, error)
+            fail = Fail(ErrorReason.SPEC_ERROR, message, expression=True)
+            self.store.apply(key, seed, lambda h: record_error(h, None, fail))
+            self.observer.emit(
+                Error(time=now, key=key, reason=fail.reason, message=fail.message, expression=True)
+            )
+            return
+        if stop:
+            self.store.apply(key, seed, record_stopped)
+            self.observer.emit(Stopped(time=now, key=key))
+
+    def deleted(self, cron_workflow: CronWorkflow, workflow: str, now: datetime) -> None:
+        """A run was deleted before it finished: it leaves ``active`` uncounted."""
+        key = cron_workflow.key
+        with self.serialized(key):
+            self.store.apply(
+                key, seed_history(cron_workflow, now), lambda h: record_deleted(h, workflow)
+            )
+
+
+def _same(history: History) -> History:
+    return history

@@ -1,0 +1,104 @@
+"""HTTP on one port: ``/metrics``, ``/healthz`` and ``/readyz``.
+
+One small threaded server from the standard library: the endpoints are read by Prometheus and
+by the kubelet's probes, a few requests a second at most, so a framework would add weight and
+nothing else. Liveness says the process is serving; readiness says whether it can do its job
+(sources loaded, store reachable) and reports the leadership state, so ``kubectl describe``
+and a curl tell an operator what is wrong. A standby replica is ready: it is healthy and will
+take over; leadership is reported, not required.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["Readiness", "StatusServer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What ``/readyz`` reports."""
+
+    sources_loaded: bool
+    store_reachable: bool
+    leader: bool
+    detail: dict[str, Any]
+
+    @property
+    def ready(self) -> bool:
+        return self.sources_loaded and self.store_reachable
+
+
+class StatusServer:
+    """Serves the three endpoints on ``host:port`` in a background thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        readiness: Callable[[], Readiness],
+    ) -> None:
+        registry_ = registry
+        readiness_ = readiness
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry_), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    self._send(200, b"ok\n", "text/plain; charset=utf-8")
+                elif path == "/readyz":
+                    state = readiness_()
+                    body = {
+                        "ready": state.ready,
+                        "sourcesLoaded": state.sources_loaded,
+                        "storeReachable": state.store_reachable,
+                        "leader": state.leader,
+                        **state.detail,
+                    }
+                    self._send(
+                        200 if state.ready else 503,
+                        (json.dumps(body, indent=2) + "\n").encode(),
+                        "application/json",
+                    )
+                else:
+                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http: " + format, *args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="cronwf-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,656 @@
+"""Run history in Redis: the :class:`~scheduler.engine.HistoryStore` that replicas share.
+
+:class:`~scheduler.memory.MemoryHistory` is the reference; this store behaves exactly like it
+(one contract test-suite runs against both) and adds what sharing needs: every change is one
+atomic step, concurrent writers never lose an update, and a deposed leader cannot write.
+
+The Redis model, for CronWorkflow ``default/backup`` and the default prefix ``cronwf``::
+
+    cronwf:{default/backup}:state       HASH    version               9f2c61d0b3a84e17
+                                                cursor                1767225600
+                                                signature             CRON_TZ=Europe/Paris 0 2 * * *
+                                                lastScheduledTime     1767225600
+                                                succeeded             41
+                                                failed                2
+                                                consecutiveSucceeded  3
+                                                consecutiveFailed     0
+                                                phase                 Active
+                                                active                ["backup-1767225600"]
+                                                conditions            {"SubmissionError": "..."}
+    cronwf:{default/backup}:runs        HASH    1767225600 -> {"decision":"Spawned",
+                                                               "decidedAt":"1767225600.412000",
+                                                               "workflow":"backup-1767225600",
+                                                               "phase":"Succeeded",
+                                                               "finishedAt":"1767225731"}
+    cronwf:{default/backup}:runs:order  ZSET    1767225600 (score 1767225600), ...
+    cronwf:leader                       STRING  "<token>:<identity>", with a TTL  (redis_lock)
+    cronwf:leader:fence                 STRING  the last token handed out (INCR)  (redis_lock)
+
+Why this shape:
+
+* One hash per CronWorkflow, read with one ``HGETALL``: a tick needs the whole state, never a
+  part. Times are Unix seconds, an integer for every scheduled instant and six decimals when a
+  time carries microseconds (a cursor reset to ``now``), so a ``History`` of aware UTC
+  datetimes round-trips exactly and the hash stays readable in ``redis-cli``. Empty means None.
+  ``active`` and ``conditions`` are JSON, in their order.
+* ``version`` is a random token written with every change of the state. Random rather than a
+  counter because a counter restarts when the keys are deleted (``forget``, a Redis that came
+  back empty) and could then match a stale snapshot (the ABA problem); and because a writer
+  that lost a reply can recognise its own write by it (below).
+* The recent runs are a hash keyed by instant (an upsert is one ``HSET``) plus a sorted set of
+  the same instants, so bounding them to the newest N is one ``ZRANGE`` away. The bound keeps
+  the newest *instants*; the reference store keeps the newest *insertions*, which only differs
+  when a record for an instant older than every kept one arrives (a very late completion): we
+  drop it, as it is not recent.
+* All keys of one CronWorkflow share the hash tag ``{namespace/name}``, so they live in one
+  Redis Cluster slot and every script touches one slot (DESIGN §9). Keys therefore may not
+  contain braces. The leader keys are the exception: see :mod:`scheduler.redis_lock` for the
+  fencing design and its Cluster trade-off.
+
+Writes: :meth:`RedisHistory.apply` computes the pure transition in Python and writes with one
+Lua script that (1) checks the fence, when one is configured, (2) compares ``version`` with the
+snapshot the transition started from (optimistic concurrency: on a mismatch the script returns
+the current state in the same reply and the transition is recomputed on it, bounded), (3)
+writes only the fields that changed, and (4) upserts the run records, merging non-empty fields
+like :func:`scheduler.memory.merge_run`, and trims them to the bound. A replayed event
+therefore writes nothing at all: the transitions are idempotent and an unchanged field or run
+record is not rewritten. The snapshot of the last state read or written is kept per
+CronWorkflow, so a tick costs three round trips: ``load`` (``HGETALL``), ``claim`` and
+``apply`` (one ``EVALSHA`` each, scripts sent once with ``register_script``).
+
+A timed-out ``EVALSHA`` may be retried by redis-py after it ran; that is safe: the retry sees
+its own ``version`` and reports success; run merges are idempotent.
+
+Errors: every Redis failure becomes a :class:`~scheduler.engine.StoreUnavailable` naming the
+server and the operation; no redis exception reaches the engine::
+
+    StoreUnavailable (scheduler.engine)   nothing was changed, or the change is unknown
+     ├── FencedOut                        our fencing token is no longer current: stop acting
+     └── WriteConflict                    other writers kept changing this history
+
+Configuration errors (a key with braces, a naive datetime) are ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeAlias, cast
+
+import fakeredis
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from policies.decision import History, Phase
+from scheduler.engine import RunRecord, StoreUnavailable, Transition
+from scheduler.memory import DEFAULT_RECENT_RUNS
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Fence",
+    "FencedOut",
+    "RedisClient",
+    "RedisHistory",
+    "WriteConflict",
+    "check_eviction_policy",
+    "connect",
+    "decode_time",
+    "describe_client",
+    "encode_time",
+    "redis_errors",
+]
+
+DEFAULT_PREFIX = "cronwf"
+
+RedisClient: TypeAlias = "redis.Redis"
+"""A synchronous redis-py client (``fakeredis.FakeRedis`` is one); responses may be bytes or
+str (``decode_responses``): both are handled."""
+
+
+# --------------------------------------------------------------------------------------------
+# Exceptions
+
+
+class FencedOut(StoreUnavailable):
+    """This replica's fencing token is no longer the leader's: it was deposed (or never led).
+
+    A ``StoreUnavailable`` so that the engine treats it like any outage (the instant stays
+    undecided, nothing was written); the runtime catches it to step down at once.
+    """
+
+
+class WriteConflict(StoreUnavailable):
+    """The history kept changing under this writer beyond the retry bound; nothing written.
+
+    Only concurrent writers of one CronWorkflow cause it, which leadership normally prevents.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# The redis boundary, shared with scheduler.redis_lock so that redis is imported in one place.
+
+
+def describe_client(client: RedisClient) -> str:
+    """Where ``client`` points, for error messages: host, port and database, never a password."""
+    pool = client.connection_pool
+    service = getattr(pool, "service_name", None)
+    if service:
+        return f"the primary of Sentinel service {service}"
+    kwargs: Mapping[str, Any] = pool.connection_kwargs
+    if "server" in kwargs:
+        return "the in-process store (fakeredis)"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
+    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+
+
+@contextmanager
+def redis_errors(what: str, where: str) -> Iterator[None]:
+    """Turn any redis error inside the block into :class:`StoreUnavailable`.
+
+    ``what`` names the operation, ``where`` the server (:func:`describe_client`).
+    """
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+        # BusyLoadingError (a restarting server loading its data) is a ConnectionError.
+        raise StoreUnavailable(
+            f"Redis at {where} is unreachable: {what} failed: {error}"
+        ) from error
+    except redis.exceptions.RedisError as error:
+        # READONLY after a failover, OOM, CROSSSLOT on a Cluster...: the world's, not a bug here.
+        raise StoreUnavailable(
+            f"Redis at {where} refused {what}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Sequence[bytes | str]) -> dict[str, str]:
+    """A flat ``[field, value, ...]`` reply (HGETALL inside Lua) as a dict."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TIME = re.compile(r"(-?)(\d+)(?:\.(\d{1,6}))?")
+
+
+def encode_time(moment: datetime) -> str:
+    """Unix seconds: ``1767225600``, or ``1767225600.412000`` when there are microseconds."""
+    if moment.utcoffset() is None:
+        raise ValueError(f"times must be timezone-aware, got {moment!r}")
+    micros = (moment - _EPOCH) // _MICROSECOND
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    return f"{sign}{seconds}" if fraction == 0 else f"{sign}{seconds}.{fraction:06d}"
+
+
+def decode_time(text: str) -> datetime:
+    """The aware UTC datetime of :func:`encode_time`'s text."""
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a Unix time in seconds: {text!r}")
+    sign, seconds, fraction = match.groups()
+    micros = int(seconds) * 1_000_000 + int((fraction or "").ljust(6, "0"))
+    return _EPOCH + (-micros if sign else micros) * _MICROSECOND
+
+
+def _optional_time(moment: datetime | None) -> str:
+    return "" if moment is None else encode_time(moment)
+
+
+def _encode_history(history: History) -> dict[str, str]:
+    return {
+        "cursor": _optional_time(history.cursor),
+        "signature": history.signature,
+        "lastScheduledTime": _optional_time(history.last_scheduled_time),
+        "succeeded": str(history.succeeded),
+        "failed": str(history.failed),
+        "consecutiveSucceeded": str(history.consecutive_succeeded),
+        "consecutiveFailed": str(history.consecutive_failed),
+        "phase": history.phase.value,
+        "active": json.dumps(list(history.active)),
+        "conditions": json.dumps({str(k): v for k, v in history.conditions.items()}),
+    }
+
+
+def _decode_history(fields: Mapping[str, str]) -> History:
+    def time_or_none(name: str) -> datetime | None:
+        text = fields.get(name, "")
+        return decode_time(text) if text else None
+
+    return History(
+        cursor=time_or_none("cursor"),
+        signature=fields.get("signature", ""),
+        last_scheduled_time=time_or_none("lastScheduledTime"),
+        succeeded=int(fields.get("succeeded") or 0),
+        failed=int(fields.get("failed") or 0),
+        consecutive_succeeded=int(fields.get("consecutiveSucceeded") or 0),
+        consecutive_failed=int(fields.get("consecutiveFailed") or 0),
+        phase=Phase(fields.get("phase", "")),
+        active=tuple(json.loads(fields.get("active") or "[]")),
+        conditions=dict(json.loads(fields.get("conditions") or "{}")),
+    )
+
+
+def _encode_run(run: RunRecord) -> str:
+    record = {
+        "decision": run.decision,
+        "decidedAt": encode_time(run.decided_at),
+        "workflow": run.workflow,
+        "reason": run.reason,
+        "phase": run.phase,
+        "finishedAt": _optional_time(run.finished_at),
+    }
+    # Empty fields are left out: "empty" is what the merge in the script does not copy.
+    return json.dumps({k: v for k, v in record.items() if v}, separators=(",", ":"))
+
+
+def _decode_run(instant: str, text: str) -> RunRecord:
+    record: dict[str, str] = json.loads(text)
+    finished_at = record.get("finishedAt", "")
+    return RunRecord(
+        scheduled_at=decode_time(instant),
+        decision=record.get("decision", ""),
+        decided_at=decode_time(record["decidedAt"]),
+        workflow=record.get("workflow", ""),
+        reason=record.get("reason", ""),
+        phase=record.get("phase", ""),
+        finished_at=decode_time(finished_at) if finished_at else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts. Each is one atomic step; a fence value of "" means "not fenced" (and then the leader
+# key is not among KEYS, so an unfenced script touches a single Cluster slot).
+
+# Exact comparison of two encoded times: microseconds stay exact in Lua's doubles (< 2^53)
+# for years 1685 to 2255.
+_LUA_MICROS = """
+local function micros(t)
+  local sign, whole, fraction = string.match(t, '^(%-?)(%d+)%.?(%d*)$')
+  local value = tonumber(whole) * 1000000 + tonumber(string.sub(fraction .. '000000', 1, 6))
+  if sign == '-' then return -value end
+  return value
+end
+"""
+
+# KEYS: state, runs, order [, leader]
+# ARGV: expected version ("" = absent), new version, fence value, bound, n,
+#       n changed (field, value) pairs of the state, then (instant, run record JSON) pairs
+# Returns {"ok"} | {"fenced"} | {"conflict", HGETALL of the state}
+_APPLY = """
+local state, runs, order = KEYS[1], KEYS[2], KEYS[3]
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[3] then
+  return {'fenced'}
+end
+if (redis.call('HGET', state, 'version') or '') ~= ARGV[1] then
+  return {'conflict', redis.call('HGETALL', state)}
+end
+local n = tonumber(ARGV[5])
+if n > 0 then
+  redis.call('HSET', state, 'version', ARGV[2], unpack(ARGV, 6, 5 + 2 * n))
+end
+local merged = {'decision', 'workflow', 'reason', 'phase', 'finishedAt'}
+local recorded = false
+local i = 6 + 2 * n
+while i < #ARGV do
+  local instant, record = ARGV[i], ARGV[i + 1]
+  local old = redis.call('HGET', runs, instant)
+  if old then
+    local kept, new, changed = cjson.decode(old), cjson.decode(record), false
+    for _, name in ipairs(merged) do
+      local value = new[name]
+      if value and value ~= '' and value ~= kept[name] then
+        kept[name] = value
+        changed = true
+      end
+    end
+    record = changed and cjson.encode(kept) or nil
+  end
+  if record then
+    redis.call('HSET', runs, instant, record)
+    redis.call('ZADD', order, instant, instant)
+    recorded = true
+  end
+  i = i + 2
+end
+if recorded then
+  local excess = redis.call('ZCARD', order) - tonumber(ARGV[4])
+  if excess > 0 then
+    for _, instant in ipairs(redis.call('ZRANGE', order, 0, excess - 1)) do
+      redis.call('HDEL', runs, instant)
+    end
+    redis.call('ZREMRANGEBYRANK', order, 0, excess - 1)
+  end
+end
+return {'ok'}
+"""
+
+# KEYS: state [, leader]; ARGV: instant, fence value
+# Returns 1 when the fence holds and the instant is after the cursor (or there is none).
+_CLAIM = (
+    _LUA_MICROS
+    + """
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return 0
+end
+local cursor = redis.call('HGET', KEYS[1], 'cursor')
+if not cursor or cursor == '' or micros(cursor) < micros(ARGV[1]) then
+  return 1
+end
+return 0
+"""
+)
+
+# KEYS: state, runs, order [, leader]; ARGV: fence value. Returns 1, or 0 when fenced out.
+_FORGET = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+class Fence(Protocol):
+    """Who may write: the leader lock of :mod:`scheduler.redis_lock` is one.
+
+    The scripts check that ``key`` holds exactly ``value`` (``<token>:<identity>``), not only
+    the token: after a failover that lost recent writes the counter could hand out a token
+    again, but never to the same identity with the same token.
+    """
+
+    @property
+    def key(self) -> str:
+        """The Redis key that holds the current leader's fence value."""
+        ...
+
+    @property
+    def value(self) -> str | None:
+        """What ``key`` holds while we lead; None when we do not lead."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The state as last read or written: its version, its raw fields, its history."""
+
+    version: str
+    fields: Mapping[str, str]
+    history: History | None
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, str]) -> _Snapshot:
+        version = fields.get("version", "")
+        return cls(version, fields, _decode_history(fields) if fields else None)
+
+
+_ABSENT = _Snapshot("", {}, None)
+
+
+class RedisHistory:
+    """Histories of CronWorkflows in Redis; see the module docstring for the model.
+
+    ``client`` is shared, thread-safe and owned by the caller. ``fence``, when given, makes
+    every write and claim conditional on this replica still leading. ``recent_runs`` bounds
+    the run records per CronWorkflow; ``max_conflicts`` bounds the optimistic retries.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        recent_runs: int = DEFAULT_RECENT_RUNS,
+        fence: Fence | None = None,
+        max_conflicts: int = 64,
+        where: str | None = None,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"the key prefix must be non-empty and without braces: {prefix!r}")
+        if recent_runs < 1:
+            raise ValueError(f"recent_runs must be at least 1, got {recent_runs}")
+        self._client = client
+        self._prefix = prefix
+        self._recent_runs = recent_runs
+        self._fence = fence
+        self._max_conflicts = max_conflicts
+        self._where = where or describe_client(client)
+        self._apply_script = client.register_script(_APPLY)
+        self._claim_script = client.register_script(_CLAIM)
+        self._forget_script = client.register_script(_FORGET)
+        self._snapshots: dict[str, _Snapshot] = {}
+        self._snapshots_guard = threading.Lock()
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisHistory:
+        """A store on the Redis at ``url``, through a client of :func:`connect`.
+
+        ``options`` go to :class:`RedisHistory` when it takes them (``prefix``,
+        ``recent_runs``, ``fence``, ``max_conflicts``), to :func:`connect` otherwise.
+        """
+        store_options = {
+            name: options.pop(name)
+            for name in ("prefix", "recent_runs", "fence", "max_conflicts")
+            if name in options
+        }
+        return cls(connect(url, **options), **store_options)
+
+    @classmethod
+    def in_process(cls, **options: Any) -> RedisHistory:
+        """A store on a private in-process fakeredis (embedded mode: nothing to run).
+
+        It runs the same scripts as a real server, so the embedded mode exercises the very
+        code that production runs.
+        """
+        client = fakeredis.FakeRedis(
+            server=fakeredis.FakeServer(version=(7,)), decode_responses=True
+        )
+        return cls(client, where="the in-process store (fakeredis)", **options)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def keys(self, key: str) -> tuple[str, str, str]:
+        """The Redis keys of CronWorkflow ``key`` (``namespace/name``): state, runs, order."""
+        if "{" in key or "}" in key:
+            raise ValueError(f"a CronWorkflow key cannot contain braces: {key!r}")
+        base = f"{self._prefix}:{{{key}}}"
+        return f"{base}:state", f"{base}:runs", f"{base}:runs:order"
+
+    def _fence_keys_and_value(self) -> tuple[list[str], str | None]:
+        """The extra KEYS of a fenced script and the fence value ("" when unfenced).
+
+        A value of None means fenced and not leading: the caller refuses without asking Redis.
+        """
+        if self._fence is None:
+            return [], ""
+        return [self._fence.key], self._fence.value
+
+    # -- HistoryStore -----------------------------------------------------------------------
+
+    def load(self, key: str) -> History | None:
+        snapshot = self._read(key, f"load of {key}")
+        return snapshot.history
+
+    def apply(
+        self,
+        key: str,
+        seed: History,
+        transition: Transition,
+        runs: Sequence[RunRecord] = (),
+    ) -> tuple[History, History]:
+        what = f"apply to {key}"
+        state_keys = list(self.keys(key))
+        fence_keys, fence = self._fence_keys_and_value()
+        if fence is None:
+            raise FencedOut(f"{what} refused: this replica does not lead (no fencing token)")
+        records: list[str | int] = [
+            arg for run in runs for arg in (encode_time(run.scheduled_at), _encode_run(run))
+        ]
+        with self._snapshots_guard:
+            snapshot = self._snapshots.get(key)
+        if snapshot is None:
+            snapshot = self._read(key, what)
+        for conflicts in range(self._max_conflicts + 1):
+            if conflicts > 1:
+                # The first conflict came with the fresh state: retry at once. Later ones mean
+                # several writers race: spread them out (jittered, exponential, at most 50 ms).
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**conflicts)))
+            before = snapshot.history if snapshot.history is not None else seed
+            after = transition(before)
+            fields = _encode_history(after)
+            changes = [(k, v) for k, v in fields.items() if snapshot.fields.get(k) != v]
+            version = uuid.uuid4().hex[:16] if changes else snapshot.version
+            args: list[str | int] = [snapshot.version, version, fence, self._recent_runs]
+            args.append(len(changes))
+            args += [arg for change in changes for arg in change]
+            with redis_errors(what, self._where):
+                reply = self._apply_script(keys=state_keys + fence_keys, args=args + records)
+            status = _text(reply[0])
+            if status == "ok":
+                self._remember(
+                    key,
+                    _Snapshot(version, {**snapshot.fields, **fields, "version": version}, after),
+                )
+                return before, after
+            if status == "fenced":
+                self._forget_snapshot(key)
+                raise FencedOut(f"{what} refused: this replica's fencing token is not current")
+            current = _Snapshot.parse(_pairs(reply[1]))
+            if changes and current.version == version:
+                # Our own write: redis-py retried the script after a lost reply.
+                self._remember(key, current)
+                return before, after
+            snapshot = current
+        self._forget_snapshot(key)
+        raise WriteConflict(
+            f"{what} gave up after {self._max_conflicts} conflicting concurrent writes"
+        )
+
+    def claim(self, key: str, scheduled_at: datetime) -> bool:
+        state, _, _ = self.keys(key)
+        fence_keys, fence = self._fence_keys_and_value()
+        if fence is None:
+            return False
+        with redis_errors(f"claim of {key} at {encode_time(scheduled_at)}", self._where):
+            claimed = self._claim_script(
+                keys=[state, *fence_keys], args=[encode_time(scheduled_at), fence]
+            )
+        return bool(int(claimed))
+
+    def forget(self, key: str) -> None:
+        what = f"forget of {key}"
+        fence_keys, fence = self._fence_keys_and_value()
+        if fence is None:
+            raise FencedOut(f"{what} refused: this replica does not lead (no fencing token)")
+        self._forget_snapshot(key)
+        with redis_errors(what, self._where):
+            done = self._forget_script(keys=[*self.keys(key), *fence_keys], args=[fence])
+        if not int(done):
+            raise FencedOut(f"{what} refused: this replica's fencing token is not current")
+
+    def recent_runs(self, key: str) -> list[RunRecord]:
+        """The recent runs of ``key``, newest first."""
+        _, runs, _ = self.keys(key)
+        with redis_errors(f"read of the recent runs of {key}", self._where):
+            records = cast(Mapping[bytes | str, bytes | str], self._client.hgetall(runs))
+        decoded = [_decode_run(_text(k), _text(v)) for k, v in records.items()]
+        return sorted(decoded, key=lambda run: run.scheduled_at, reverse=True)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def _read(self, key: str, what: str) -> _Snapshot:
+        state, _, _ = self.keys(key)
+        with redis_errors(what, self._where):
+            raw = cast(Mapping[bytes | str, bytes | str], self._client.hgetall(state))
+        snapshot = _Snapshot.parse({_text(k): _text(v) for k, v in raw.items()}) if raw else _ABSENT
+        self._remember(key, snapshot)
+        return snapshot
+
+    def _remember(self, key: str, snapshot: _Snapshot) -> None:
+        with self._snapshots_guard:
+            self._snapshots[key] = snapshot
+
+    def _forget_snapshot(self, key: str) -> None:
+        with self._snapshots_guard:
+            self._snapshots.pop(key, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting
+
+
+def connect(url: str, **options: Any) -> RedisClient:
+    """A client of the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``) for a
+    history store and a leader lock to share.
+
+    Defaults bound every call (1 s to connect, 2 s per reply) and reconnect with 3 retries and
+    jittered exponential backoff (50 ms doubling, at most 1 s): an outage surfaces as
+    :class:`StoreUnavailable` within seconds, and a restarted server is picked up by the same
+    client on the next call. ``options`` go to ``redis.Redis.from_url`` and override these.
+    """
+    defaults: dict[str, Any] = {
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries=3),
+        "health_check_interval": 30,
+        "decode_responses": True,
+        "client_name": "cronwf",
+    }
+    return redis.Redis.from_url(url, **{**defaults, **options})
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up check
+
+
+def check_eviction_policy(client: RedisClient) -> str | None:
+    """A warning when Redis may evict our keys under memory pressure; None when it will not.
+
+    ``allkeys-*`` policies may evict any key: a history (cursor, counters) would vanish and
+    be re-seeded, re-running or missing instants. ``noeviction`` makes writes fail instead,
+    which we report as an outage and retry: safe. ``volatile-*`` policies evict only keys
+    with a TTL; no history key has one, and the only one that does, the leader lock, is
+    fenced: evicting it deposes the leader early, whose writes are then refused. Safe too.
+    Returns None when the server does not let us read its configuration (managed services
+    often rename or forbid ``CONFIG``): we cannot tell, and refusing to start would be worse.
+    Raises :class:`StoreUnavailable` when Redis cannot be reached.
+    """
+    where = describe_client(client)
+    with redis_errors("CONFIG GET maxmemory-policy", where):
+        try:
+            reply = cast(Mapping[bytes | str, bytes | str], client.config_get("maxmemory-policy"))
+        except redis.exceptions.ResponseError:  # unknown, renamed or forbidden (NOPERM)
+            return None
+    values = {_text(k): _text(v) for k, v in reply.items()}
+    policy = values.get("maxmemory-policy", "")
+    if policy.startswith("allkeys-"):
+        return (
+            f"Redis at {where} has maxmemory-policy {policy}: at maxmemory it may evict "
+            "cronwf's history (cursors, counters), which would re-run or miss scheduled "
+            "instants; set maxmemory-policy to noeviction (or a volatile-* policy)"
+        )
+    return None

@@ -1,0 +1,515 @@
+"""The runtime of ``cronwf serve``: the one place that reads the real clock and wires adapters.
+
+Pieces and who drives them:
+
+* the **timer** (APScheduler) calls :meth:`Service.on_due` with the exact instants due;
+* the **housekeeping loop** (one thread) reloads sources, renews or takes leadership, and
+  recovers from store outages with exponential backoff;
+* the **sink** (local executor) reports finished runs to :meth:`Service.on_finished`;
+* the **engine** decides and records; the metrics and the event log observe it.
+
+Leadership: with a shared Redis (``--redis-url``) several replicas may run; only the holder of
+the Redis lock acts, and every claim it makes carries its fencing token, so a replica that
+lost the lock cannot spawn even if it has not noticed yet. A replica that loses the lock stops
+acting at once; one that gains it syncs every CronWorkflow, forgets runs that no live process
+will ever report (orphans of a dead leader), and catches up the instants nobody decided.
+
+Outages: when the store is unreachable, ticks raise :class:`StoreUnavailable` and leave their
+instants undecided; finished runs are buffered. The timers keep running. When the store
+answers again the buffered completions are recorded (each once: completion is idempotent)
+and catch-up decides every instant that passed, with the ``startingDeadlineSeconds`` rule.
+A timer fire later than ``late_after`` (a stalled process, a long GC) is also routed through
+catch-up, so lateness is always judged by the same rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from policies.decision import CronWorkflow, History
+from scheduler.engine import (
+    Engine,
+    Event,
+    HistoryStore,
+    SinkUnavailable,
+    Spawned,
+    Stopped,
+    StoreUnavailable,
+)
+from scheduler.executor import LocalExecutor, RunFinished
+from scheduler.files import FileSource, Snapshot
+from scheduler.redis_history import FencedOut
+from scheduler.http import Readiness, StatusServer
+from scheduler.logs import EventLog
+from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
+from scheduler.timer import Timer
+
+__all__ = ["Leadership", "Service", "ServiceConfig", "SoleLeader", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+_PROBE_KEY = "cronwf/probe"
+
+
+def utc_now() -> datetime:
+    """The real clock; nothing outside the runtime calls it."""
+    return datetime.now(UTC)
+
+
+class Leadership(Protocol):
+    """Who acts: a Redis lock with a fencing token, a Kubernetes Lease, or nobody else."""
+
+    def try_acquire(self) -> int | None:
+        """Take the lead if free; the fencing token, or None."""
+
+    def renew(self) -> bool:
+        """Extend the lead; False when it was lost."""
+
+    def release(self) -> None:
+        """Give the lead up (on shutdown)."""
+
+
+class SoleLeader:
+    """Leadership when there is nobody to share with (the in-process store)."""
+
+    def try_acquire(self) -> int | None:
+        return 0
+
+    def renew(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The knobs of ``serve`` that the runtime uses (validated by the CLI)."""
+
+    manifests: tuple[Path, ...]
+    state_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 9090
+    reload_interval: float = 2.0
+    renew_interval: float = 5.0
+    run_timeout: float = 600.0
+    late_after: float = 5.0
+    workers: int = 8
+    metrics_with_name: bool = True
+
+
+class _Fanout:
+    def __init__(self, observers: Iterable[Callable[[Event], None]]) -> None:
+        self._observers = list(observers)
+
+    def emit(self, event: Event) -> None:
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                log.exception("an observer failed on %s", event.kind)
+
+
+@dataclass
+class _Backoff:
+    """Exponential backoff between recovery attempts: 0.5 s doubling to 30 s."""
+
+    initial: float = 0.5
+    limit: float = 30.0
+    delay: float = 0.5
+    next_attempt: float = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_attempt
+
+    def failed(self, now: float) -> None:
+        self.next_attempt = now + self.delay
+        self.delay = min(self.delay * 2, self.limit)
+
+    def reset(self) -> None:
+        self.delay, self.next_attempt = self.initial, 0.0
+
+
+@dataclass
+class Service:
+    """``cronwf serve``: sources, timer, engine, leadership and HTTP, wired together."""
+
+    config: ServiceConfig
+    store: HistoryStore
+    leadership: Leadership = field(default_factory=SoleLeader)
+    clock: Callable[[], datetime] = utc_now
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, with_name=self.config.metrics_with_name)
+        self.metrics.attach(self)
+        self.executor = LocalExecutor(
+            self.config.state_dir, self.on_finished, self.config.run_timeout, self.clock
+        )
+        self.engine = Engine(
+            self.store, self.executor, _Fanout([self._track, self.metrics.emit, EventLog().emit])
+        )
+        self.timer = Timer(self.on_due, self.config.workers)
+        self.source = FileSource(self.config.manifests)
+        self._catalog: dict[str, CronWorkflow] = {}
+        self._intervals: dict[str, float | None] = {}
+        # What the gauges show, kept from sync results and events: a scrape reads no store.
+        self._last_scheduled: dict[str, datetime] = {}
+        self._stopped: set[str] = set()
+        self._lock = threading.RLock()
+        self._leading = False
+        self._degraded: str | None = None
+        self._buffered: list[RunFinished] = []
+        self._sources_loaded = False
+        self._stop = threading.Event()
+        self._backoff = _Backoff()
+        self._http: StatusServer | None = None
+        self._loop: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve HTTP, load sources, take the lead if free, start the timer and the loop."""
+        self._http = StatusServer(self.config.host, self.config.port, self.registry, self.ready)
+        self._http.start()
+        self._reload()
+        self._sources_loaded = True
+        self._lead()
+        self.timer.start()
+        self._loop = threading.Thread(target=self._housekeeping, name="cronwf-loop", daemon=True)
+        self._loop.start()
+        log.info(
+            "serving %d CronWorkflows; metrics on http://%s:%d/metrics",
+            len(self._catalog),
+            self.config.host,
+            self.port,
+        )
+
+    @property
+    def port(self) -> int:
+        return self._http.port if self._http else self.config.port
+
+    def run_until_signalled(self) -> None:
+        """Block until SIGTERM or SIGINT, then shut down gracefully."""
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not self._stop.wait(0.5):
+            pass
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop acting, stop runs in progress, release the lead, stop serving."""
+        self._stop.set()
+        with self._lock:
+            self._leading = False
+        self.timer.shutdown(wait=False)
+        if self._loop is not None:
+            self._loop.join(5)
+        self.executor.shutdown()
+        try:
+            self.leadership.release()
+        except StoreUnavailable as error:
+            log.warning("could not release the leader lock: %s", error)
+        if self._http is not None:
+            self._http.stop()
+        log.info("stopped")
+
+    # -- timer and runs ---------------------------------------------------------------------
+
+    def on_due(self, key: str, instants: Iterable[datetime]) -> None:
+        """The timer says ``instants`` of ``key`` are due."""
+        with self._lock:
+            cron_workflow = self._catalog.get(key)
+            leading = self._leading and self._degraded is None
+        if cron_workflow is None or not leading:
+            return  # a standby or a degraded leader decides nothing: catch-up will
+        now = self.clock()
+        try:
+            for instant in instants:
+                if now - instant > timedelta(seconds=self.config.late_after):
+                    self.engine.catch_up(cron_workflow, now)
+                    break
+                self.engine.tick(cron_workflow, instant, now)
+        except FencedOut as error:
+            self._step_down(str(error))
+        except (StoreUnavailable, SinkUnavailable) as error:
+            self._set_degraded(str(error))
+
+    def _step_down(self, reason: str) -> None:
+        with self._lock:
+            was_leading, self._leading = self._leading, False
+        if was_leading:
+            log.warning("another replica leads now: this one stops acting (%s)", reason)
+
+    def on_finished(self, run: RunFinished) -> None:
+        """The executor reports a finished run."""
+        with self._lock:
+            cron_workflow = self._catalog.get(run.key)
+            if self._degraded is not None:
+                self._buffered.append(run)
+                return
+        if cron_workflow is None:
+            return  # deleted meanwhile: its history is gone
+        try:
+            self.engine.complete(
+                cron_workflow,
+                run.workflow,
+                run.phase,
+                self.clock(),
+                scheduled_at=run.scheduled_at,
+                finished_at=run.finished_at,
+            )
+        except StoreUnavailable as error:
+            with self._lock:
+                self._buffered.append(run)
+            self._set_degraded(str(error))
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        snapshot = self.source.poll()
+        self._apply(snapshot)
+
+    def _apply(self, snapshot: Snapshot) -> None:
+        now = self.clock()
+        with self._lock:
+            leading = self._leading and self._degraded is None
+            for key in set(self._catalog) - set(snapshot.cron_workflows):
+                log.info("CronWorkflow %s removed", key)
+                self.timer.remove(key)
+                del self._catalog[key]
+                self._intervals.pop(key, None)
+                self._last_scheduled.pop(key, None)
+                self._stopped.discard(key)
+                self.metrics.forget(key)
+                if leading:
+                    self._quietly(partial(self.engine.forget, key))
+            for key, spec in snapshot.cron_workflows.items():
+                current = self._catalog.get(key)
+                if current is not None and current.spec == spec:
+                    continue
+                cron_workflow = CronWorkflow.prepare(spec, now)
+                self._catalog[key] = cron_workflow
+                for warning in cron_workflow.validation.warnings:
+                    log.warning("CronWorkflow %s: %s", key, warning)
+                if cron_workflow.schedule is not None:
+                    self._intervals[key] = expected_interval(cron_workflow.schedule, now)
+                    self.timer.set(key, cron_workflow.schedule)
+                else:
+                    self._intervals[key] = None
+                    self.timer.remove(key)
+                if leading:
+                    self._quietly(partial(self._sync, cron_workflow, now))
+
+    def _sync(self, cron_workflow: CronWorkflow, now: datetime) -> None:
+        self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+
+    def _quietly(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except StoreUnavailable as error:
+            self._set_degraded(str(error))
+
+    # -- leadership and recovery ------------------------------------------------------------
+
+    def _lead(self) -> None:
+        """Take the lead if it is free, then make the store consistent with the world."""
+        try:
+            token = self.leadership.try_acquire()
+        except StoreUnavailable as error:
+            self._set_degraded(str(error))
+            return
+        if token is None:
+            return
+        log.info("this replica now leads (fencing token %d)", token)
+        with self._lock:
+            self._leading = True
+        self._resume()
+
+    def _resume(self) -> None:
+        """Sync every CronWorkflow, settle buffered and orphaned runs, catch up."""
+        now = self.clock()
+        with self._lock:
+            catalog = list(self._catalog.values())
+            buffered, self._buffered = self._buffered, []
+        try:
+            for cron_workflow in catalog:
+                self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+            for run in buffered:
+                cron_workflow_ = self._catalog.get(run.key)
+                if cron_workflow_ is not None:
+                    self.engine.complete(
+                        cron_workflow_,
+                        run.workflow,
+                        run.phase,
+                        now,
+                        scheduled_at=run.scheduled_at,
+                        finished_at=run.finished_at,
+                    )
+            self._forget_orphans(catalog, now)
+            for cron_workflow in catalog:
+                self.engine.catch_up(cron_workflow, now)
+        except StoreUnavailable as error:
+            with self._lock:
+                self._buffered = buffered + self._buffered
+            self._set_degraded(str(error))
+            return
+        with self._lock:
+            self._degraded = None
+        self._backoff.reset()
+
+    def _forget_orphans(self, catalog: list[CronWorkflow], now: datetime) -> None:
+        """Active runs that no process here is running were lost with a dead leader: they
+        leave ``active`` uncounted, as a deleted Workflow does."""
+        running = {workflow for _, workflow in self.executor.running()}
+        for cron_workflow in catalog:
+            history = self.store.load(cron_workflow.key)
+            if history is None:
+                continue
+            for workflow in history.active:
+                if workflow not in running:
+                    log.warning(
+                        "%s: run %s is not running here any more: dropped from active "
+                        "without counting it",
+                        cron_workflow.key,
+                        workflow,
+                    )
+                    self.engine.deleted(cron_workflow, workflow, now)
+
+    def _set_degraded(self, reason: str) -> None:
+        with self._lock:
+            first = self._degraded is None
+            self._degraded = reason
+        if first:
+            log.error("history store unavailable, deciding nothing until it is back: %s", reason)
+
+    def _housekeeping(self) -> None:
+        next_reload = next_renew = time.monotonic()
+        while not self._stop.wait(0.1):
+            moment = time.monotonic()
+            if moment >= next_reload:
+                next_reload = moment + self.config.reload_interval
+                try:
+                    self._reload()
+                except Exception:
+                    log.exception("reloading manifests failed")
+            if moment >= next_renew:
+                next_renew = moment + self.config.renew_interval
+                self._keep_lead()
+            if self._degraded is not None and self._backoff.due(moment):
+                self._recover(moment)
+
+    def _keep_lead(self) -> None:
+        with self._lock:
+            leading = self._leading
+        if not leading:
+            self._lead()
+            return
+        try:
+            kept = self.leadership.renew()
+        except StoreUnavailable as error:
+            kept = False
+            self._set_degraded(str(error))
+        if not kept:
+            self._step_down("the leader lock could not be renewed")
+
+    def _recover(self, moment: float) -> None:
+        try:
+            self.store.load(_PROBE_KEY)  # any read proves the store answers again
+        except StoreUnavailable:
+            self._backoff.failed(moment)
+            return
+        with self._lock:
+            leading = self._leading
+        log.info("history store reachable again: recording buffered runs and catching up")
+        if leading:
+            self._resume()
+        else:
+            with self._lock:
+                self._degraded = None
+            self._lead()
+
+    # -- views for metrics and probes -------------------------------------------------------
+
+    def _track(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, Spawned):
+                last = self._last_scheduled.get(event.key)
+                if last is None or event.scheduled_at > last:
+                    self._last_scheduled[event.key] = event.scheduled_at
+            elif isinstance(event, Stopped):
+                self._stopped.add(event.key)
+
+    def _remember(self, key: str, history: History) -> None:
+        with self._lock:
+            if history.last_scheduled_time is not None:
+                self._last_scheduled[key] = history.last_scheduled_time
+            if history.stopped:
+                self._stopped.add(key)
+            else:
+                self._stopped.discard(key)
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self._leading
+
+    def gauges(self) -> Iterable[CronWorkflowGauges]:
+        with self._lock:
+            catalog = list(self._catalog.values())
+            intervals = dict(self._intervals)
+        with self._lock:
+            last_scheduled = dict(self._last_scheduled)
+            stopped = set(self._stopped)
+        for cron_workflow in catalog:
+            spec = cron_workflow.spec
+            if not cron_workflow.valid:
+                state = "invalid"
+            elif cron_workflow.key in stopped:
+                state = "stopped"
+            elif spec.suspend:
+                state = "suspended"
+            else:
+                state = "active"
+            following = self.timer.next_fire(cron_workflow.key)
+            last = last_scheduled.get(cron_workflow.key)
+            yield CronWorkflowGauges(
+                namespace=spec.namespace,
+                name=spec.name,
+                state=state,
+                next_schedule_time=following.timestamp() if following else None,
+                last_schedule_time=last.timestamp() if last else None,
+                expected_interval=intervals.get(cron_workflow.key),
+            )
+
+    def ready(self) -> Readiness:
+        with self._lock:
+            degraded = self._degraded
+            count = len(self._catalog)
+            invalid = sum(1 for cw in self._catalog.values() if not cw.valid)
+        return Readiness(
+            sources_loaded=self._sources_loaded,
+            store_reachable=degraded is None,
+            leader=self.is_leader(),
+            detail={
+                "cronWorkflows": count,
+                "invalid": invalid,
+                **({"storeError": degraded} if degraded else {}),
+            },
+        )

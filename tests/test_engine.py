@@ -1,0 +1,796 @@
+"""The engine applying decisions through its ports (DESIGN §4-§6, §9).
+
+The engine runs here with the real in-memory history store, a fake workflow sink and a
+recording observer, all defined below (fakes, not mocks: each behaves like the system it stands
+for). Every call receives its ``now``; nothing reads a clock. The concurrency tests use
+threads and events with bounded waits to show that ticks, catch-up and completions of one
+CronWorkflow never interleave (Argo's race #12625).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from policies.decision import (
+    CronWorkflow,
+    ErrorReason,
+    History,
+    MissedReason,
+    Phase,
+    SkipReason,
+    WorkflowPhase,
+)
+from policies.spec import CronWorkflowSpec, StatusSeed
+from policies.workflow import render_workflow, workflow_name
+from scheduler.engine import (
+    Completed,
+    Engine,
+    Error,
+    Event,
+    Missed,
+    SinkUnavailable,
+    Skipped,
+    Spawned,
+    SpawnRejected,
+    Stopped,
+    Terminated,
+    TickResult,
+)
+from scheduler.memory import MemoryHistory
+
+# A Monday, 09:00 UTC; the default schedule fires every 5 minutes.
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+KEY = "batch/nightly"
+BOUND = 2.0  # seconds: the longest any test waits for another thread
+
+WORKFLOW_SPEC: dict[str, Any] = {
+    "entrypoint": "main",
+    "templates": [{"name": "main", "container": {"image": "alpine:3.20"}}],
+}
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def name_at(minutes: float) -> str:
+    return workflow_name("nightly", at(minutes))
+
+
+def make_cron_workflow(**changes: Any) -> CronWorkflow:
+    base = CronWorkflowSpec(
+        name="nightly",
+        namespace="batch",
+        uid="5b0a3c1e-0000-4000-8000-000000000001",
+        schedules=("*/5 * * * *",),
+        workflow_spec=WORKFLOW_SPEC,
+    )
+    return CronWorkflow.prepare(replace(base, **changes))
+
+
+# --------------------------------------------------------------------------------------------
+# Fakes of the ports
+
+
+@dataclass
+class FakeSink:
+    """A workflow API: creates each name once, answers "already exists" after that."""
+
+    workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terminated: list[str] = field(default_factory=list)
+    spawn_calls: int = 0
+    spawn_errors: list[Exception] = field(default_factory=list)
+    terminate_errors: list[Exception] = field(default_factory=list)
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        self.spawn_calls += 1
+        if self.spawn_errors:
+            raise self.spawn_errors.pop(0)
+        workflow = render_workflow(spec, scheduled_at)
+        name = workflow["metadata"]["name"]
+        if name in self.workflows:
+            return False
+        self.workflows[name] = workflow
+        return True
+
+    def terminate(self, namespace: str, workflow: str) -> None:
+        if self.terminate_errors:
+            raise self.terminate_errors.pop(0)
+        self.terminated.append(workflow)
+
+
+class BlockingSink(FakeSink):
+    """Blocks inside ``spawn`` until released, to hold a tick in the middle of its work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        self.entered.set()
+        if not self.release.wait(BOUND):
+            raise TimeoutError("the test never released the sink")
+        return super().spawn(spec, scheduled_at)
+
+
+@dataclass
+class RecordingObserver:
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events]
+
+
+class RefusingHistory(MemoryHistory):
+    """A store whose fencing token is no longer current: every claim is refused."""
+
+    def claim(self, key: str, scheduled_at: datetime) -> bool:
+        return False
+
+
+@dataclass
+class World:
+    store: MemoryHistory
+    sink: FakeSink
+    observer: RecordingObserver
+    engine: Engine
+
+    def history(self) -> History:
+        loaded = self.store.load(KEY)
+        assert loaded is not None
+        return loaded
+
+
+def world(store: MemoryHistory | None = None, sink: FakeSink | None = None) -> World:
+    store = MemoryHistory() if store is None else store
+    sink = FakeSink() if sink is None else sink
+    observer = RecordingObserver()
+    return World(store, sink, observer, Engine(store, sink, observer))
+
+
+def started(cron_workflow: CronWorkflow, **kwargs: Any) -> World:
+    """A world in which ``cron_workflow`` was synced at T0 (its cursor at T0)."""
+    w = world(**kwargs)
+    w.engine.sync(cron_workflow, at(0))
+    return w
+
+
+class Worker:
+    """Runs one call in a thread and keeps its result or exception for the test to check."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.done = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+        self._call = call
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._call()
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done.set()
+
+    def join(self) -> object:
+        self._thread.join(BOUND)
+        assert self.done.is_set(), "the call did not finish in time"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+# --------------------------------------------------------------------------------------------
+# Ticks
+
+
+def test_a_tick_spawns_one_workflow_and_records_it() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    spawned = Spawned(time=at(5), key=KEY, scheduled_at=at(5), workflow=name_at(5), created=True)
+    assert result == TickResult("Spawned", (spawned,))
+    assert w.observer.events == [spawned]
+    assert list(w.sink.workflows) == [name_at(5)]
+    history = w.history()
+    assert history.active == (name_at(5),)
+    assert history.last_scheduled_time == at(5)
+    assert history.cursor == at(5)
+    assert history.phase is Phase.ACTIVE
+
+
+def test_the_same_instant_ticked_twice_is_decided_once() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+
+    first = w.engine.tick(cron_workflow, at(5), at(5))
+    second = w.engine.tick(cron_workflow, at(5), at(5) + timedelta(seconds=3))
+
+    assert first.kind == "Spawned"
+    assert second == TickResult("AlreadyDecided")
+    assert w.sink.spawn_calls == 1
+    assert len(w.observer.events) == 1
+
+
+def test_an_instant_before_the_cursor_is_never_decided() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(10), at(10))
+
+    assert w.engine.tick(cron_workflow, at(5), at(11)) == TickResult("AlreadyDecided")
+    assert w.sink.spawn_calls == 1
+
+
+def test_a_tick_for_a_cron_workflow_the_store_does_not_know_is_still_decided() -> None:
+    """A store that lost its keys (DESIGN §9: Redis came back empty) must not silence ticks.
+
+    Without status.lastScheduledTime the history is seeded at "now" (DESIGN §5); the instant
+    being ticked at that very moment has not been decided yet and must run.
+    """
+    cron_workflow = make_cron_workflow()
+    w = world()
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert result.kind == "Spawned"
+    assert list(w.sink.workflows) == [name_at(5)]
+    assert w.history().active == (name_at(5),)
+
+
+def test_already_exists_is_a_success_counted_once_at_completion() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    # Another replica created this instant's Workflow before it lost leadership.
+    w.sink.workflows[name_at(5)] = render_workflow(cron_workflow.spec, at(5))
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert result == TickResult(
+        "Spawned",
+        (Spawned(time=at(5), key=KEY, scheduled_at=at(5), workflow=name_at(5), created=False),),
+    )
+    assert w.history().active == (name_at(5),)
+    assert w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(6))
+    assert not w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(7))
+    assert (w.history().succeeded, w.history().failed) == (1, 0)
+
+
+def test_a_rejected_spawn_is_a_submission_error_counted_as_failed() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.sink.spawn_errors.append(SpawnRejected('admission webhook "policy" denied the request'))
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    error = Error(
+        time=at(5),
+        key=KEY,
+        reason=ErrorReason.SUBMISSION_ERROR,
+        message='Failed to submit Workflow: admission webhook "policy" denied the request',
+        scheduled_at=at(5),
+        triggered=True,
+    )
+    assert result == TickResult("Error", (error,))
+    assert w.observer.events == [error]
+    history = w.history()
+    assert (history.failed, history.consecutive_failed) == (1, 1)
+    assert history.conditions == {"SubmissionError": error.message}
+    assert history.cursor == at(5)
+    assert history.active == ()
+    assert history.last_scheduled_time is None
+
+
+def test_a_successful_spawn_clears_the_submission_error() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.sink.spawn_errors.append(SpawnRejected("quota exceeded"))
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    w.engine.tick(cron_workflow, at(10), at(10))
+
+    assert "SubmissionError" not in w.history().conditions
+    assert w.history().failed == 1
+
+
+def test_sink_unavailable_propagates_and_leaves_the_instant_to_catch_up() -> None:
+    cron_workflow = make_cron_workflow(starting_deadline_seconds=300)
+    w = started(cron_workflow)
+    w.sink.spawn_errors.append(SinkUnavailable("connection refused"))
+
+    with pytest.raises(SinkUnavailable):
+        w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert w.observer.events == []
+    assert w.history().cursor == at(0), "the instant stays undecided"
+    assert (w.history().failed, w.history().active) == (0, ())
+
+    results = w.engine.catch_up(cron_workflow, at(6))
+
+    caught_up = Spawned(
+        time=at(6),
+        key=KEY,
+        scheduled_at=at(5),
+        workflow=name_at(5),
+        created=True,
+        catch_up=True,
+    )
+    assert [result.kind for result in results] == ["Spawned"]
+    assert w.observer.events == [caught_up]
+    assert list(w.sink.workflows) == [name_at(5)]
+
+
+def test_replace_terminates_the_active_run_before_spawning() -> None:
+    cron_workflow = make_cron_workflow(concurrency_policy="Replace")
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    result = w.engine.tick(cron_workflow, at(10), at(10))
+
+    terminated = Terminated(time=at(10), key=KEY, workflow=name_at(5))
+    spawned = Spawned(
+        time=at(10),
+        key=KEY,
+        scheduled_at=at(10),
+        workflow=name_at(10),
+        created=True,
+        replaced=(name_at(5),),
+    )
+    assert result == TickResult("Spawned", (terminated, spawned))
+    assert w.observer.events[-2:] == [terminated, spawned]
+    assert w.sink.terminated == [name_at(5)]
+    assert w.history().active == (name_at(5), name_at(10)), "until it completes"
+
+    assert w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.FAILED, at(10))
+    assert w.history().active == (name_at(10),)
+    assert w.history().failed == 1
+
+
+def test_replace_that_cannot_terminate_is_a_run_policy_error() -> None:
+    cron_workflow = make_cron_workflow(concurrency_policy="Replace")
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+    w.sink.terminate_errors.append(SpawnRejected("forbidden"))
+
+    result = w.engine.tick(cron_workflow, at(10), at(10))
+
+    assert result.kind == "Error"
+    error = result.events[-1]
+    assert isinstance(error, Error)
+    assert error.reason is ErrorReason.SUBMISSION_ERROR
+    assert error.message == f"run policy error: error stopping workflow {name_at(5)}: forbidden"
+    assert list(w.sink.workflows) == [name_at(5)], "no new Workflow"
+    assert w.history().failed == 1
+    assert w.history().active == (name_at(5),)
+
+
+def test_forbid_skips_while_a_run_is_active() -> None:
+    cron_workflow = make_cron_workflow(concurrency_policy="Forbid")
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    result = w.engine.tick(cron_workflow, at(10), at(10))
+
+    skipped = Skipped(
+        time=at(10), key=KEY, scheduled_at=at(10), reason=SkipReason.CONCURRENCY_FORBID
+    )
+    assert result == TickResult("Skipped", (skipped,))
+    assert w.history().cursor == at(10)
+    assert w.history().last_scheduled_time == at(5)
+
+
+def test_a_claim_refused_by_the_store_spawns_nothing() -> None:
+    cron_workflow = make_cron_workflow()
+    w = world(store=RefusingHistory())
+    w.engine.sync(cron_workflow, at(0))
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert result == TickResult("ClaimLost")
+    assert w.sink.spawn_calls == 0
+    assert w.observer.events == []
+    assert w.history().active == ()
+    assert w.history().cursor == at(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Completions and the stop strategy
+
+
+def test_a_completion_observed_twice_counts_once() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    first = w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.FAILED, at(6))
+    second = w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.FAILED, at(7))
+
+    assert (first, second) == (True, False)
+    assert w.observer.events[1:] == [
+        Completed(time=at(6), key=KEY, workflow=name_at(5), phase=WorkflowPhase.FAILED)
+    ]
+    history = w.history()
+    assert (history.failed, history.consecutive_failed, history.active) == (1, 1, ())
+
+
+def test_a_completion_of_an_unknown_workflow_is_not_counted() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    counted = w.engine.complete(cron_workflow, "nightly-manual-x7k2", WorkflowPhase.FAILED, at(6))
+
+    assert not counted
+    assert w.observer.kinds == ["Spawned"]
+    assert (w.history().succeeded, w.history().failed) == (0, 0)
+    assert w.history().active == (name_at(5),)
+
+
+def test_a_deleted_run_leaves_active_uncounted() -> None:
+    cron_workflow = make_cron_workflow(concurrency_policy="Forbid")
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    w.engine.deleted(cron_workflow, name_at(5), at(6))
+
+    assert w.history().active == ()
+    assert (w.history().succeeded, w.history().failed) == (0, 0)
+    assert not w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(7))
+    assert w.engine.tick(cron_workflow, at(10), at(10)).kind == "Spawned"
+
+
+def test_the_stop_strategy_is_evaluated_after_each_completion_and_stops_once() -> None:
+    cron_workflow = make_cron_workflow(stop_expression="cronworkflow.failed >= 1")
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+    w.engine.tick(cron_workflow, at(10), at(10))
+
+    w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.FAILED, at(11))
+    w.engine.complete(cron_workflow, name_at(10), WorkflowPhase.FAILED, at(12))
+    result = w.engine.tick(cron_workflow, at(15), at(15))
+
+    assert w.observer.events[2:] == [
+        Completed(time=at(11), key=KEY, workflow=name_at(5), phase=WorkflowPhase.FAILED),
+        Stopped(time=at(11), key=KEY),
+        Completed(time=at(12), key=KEY, workflow=name_at(10), phase=WorkflowPhase.FAILED),
+        Skipped(time=at(15), key=KEY, scheduled_at=at(15), reason=SkipReason.STOPPED),
+    ]
+    assert result.kind == "Skipped"
+    history = w.history()
+    assert history.phase is Phase.STOPPED
+    assert history.failed == 2, "runs still active when it stopped are counted"
+
+
+def test_a_stop_strategy_true_at_a_tick_stops_before_the_skip() -> None:
+    """Counters seeded from status can satisfy the stop strategy before any completion."""
+    cron_workflow = make_cron_workflow(
+        stop_expression="cronworkflow.succeeded >= 3", status=StatusSeed(succeeded=3)
+    )
+    w = started(cron_workflow)
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+    later = w.engine.tick(cron_workflow, at(10), at(10))
+
+    stopped = Stopped(time=at(5), key=KEY)
+    skipped = Skipped(time=at(5), key=KEY, scheduled_at=at(5), reason=SkipReason.STOPPED)
+    assert result == TickResult("Skipped", (stopped, skipped))
+    assert later.events == (
+        Skipped(time=at(10), key=KEY, scheduled_at=at(10), reason=SkipReason.STOPPED),
+    )
+    assert w.observer.kinds.count("Stopped") == 1
+    assert w.sink.spawn_calls == 0
+
+
+def test_a_stop_expression_failing_after_a_completion_is_a_spec_error() -> None:
+    """Argo only logs this; here it is also kept as a condition, and counts nothing."""
+    cron_workflow = make_cron_workflow(
+        # A boolean before the first success, a number (an error) after it.
+        stop_expression="cronworkflow.succeeded == 0 ? false : cronworkflow.succeeded"
+    )
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(6))
+
+    error = w.observer.events[-1]
+    assert isinstance(error, Error)
+    assert error.reason is ErrorReason.SPEC_ERROR
+    assert error.message.startswith(
+        "failed to check CronWorkflow 'nightly' stopping condition: "
+        "failed to evaluate stop expression: "
+    )
+    history = w.history()
+    assert (history.succeeded, history.failed) == (1, 0)
+    assert history.conditions["SpecError"] == error.message
+    assert history.phase is Phase.ACTIVE
+
+
+def test_a_when_error_is_a_submission_error_at_each_tick() -> None:
+    cron_workflow = make_cron_workflow(
+        when="{{= (now() - cronworkflow.lastScheduledTime).Seconds() > 60 }}"
+    )
+    w = started(cron_workflow)
+
+    w.engine.tick(cron_workflow, at(5), at(5))
+    w.engine.tick(cron_workflow, at(10), at(10))
+
+    assert w.observer.kinds == ["Error", "Error"]
+    for event in w.observer.events:
+        assert isinstance(event, Error)
+        assert event.reason is ErrorReason.SUBMISSION_ERROR
+        assert event.message.startswith("run policy error: ")
+        assert not event.triggered
+    assert (w.history().failed, w.history().consecutive_failed) == (2, 2)
+    assert w.sink.spawn_calls == 0
+
+
+# --------------------------------------------------------------------------------------------
+# sync: seeding, schedule changes, spec errors
+
+
+def test_sync_seeds_the_cursor_and_counters_from_the_status() -> None:
+    status = StatusSeed(succeeded=4, failed=1, last_scheduled_time=at(0), phase="Active")
+    cron_workflow = make_cron_workflow(status=status)
+    w = world()
+
+    history = w.engine.sync(cron_workflow, at(12))
+
+    assert history.cursor == at(0)
+    assert history.last_scheduled_time == at(0)
+    assert (history.succeeded, history.failed) == (4, 1)
+    assert w.history() == history
+
+    w.engine.catch_up(cron_workflow, at(12))
+
+    assert w.observer.events == [
+        Missed(time=at(12), key=KEY, scheduled_at=at(5), reason=MissedReason.SUPERSEDED),
+        Missed(time=at(12), key=KEY, scheduled_at=at(10), reason=MissedReason.DEADLINE),
+    ]
+
+
+def test_sync_without_a_last_scheduled_time_starts_the_cursor_at_now() -> None:
+    cron_workflow = make_cron_workflow(starting_deadline_seconds=3600)
+    w = world()
+
+    history = w.engine.sync(cron_workflow, at(12))
+
+    assert history.cursor == at(12)
+    assert w.engine.catch_up(cron_workflow, at(13)) == []
+    assert w.observer.events == []
+
+
+def test_sync_keeps_the_history_of_a_known_cron_workflow() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+    before = w.history()
+
+    after = w.engine.sync(make_cron_workflow(suspend=True), at(7))
+
+    assert after == before
+
+
+def test_a_changed_schedule_moves_the_cursor_to_now() -> None:
+    """Argo's #7182: a schedule change must not run the new schedule's past instants."""
+    old = make_cron_workflow(starting_deadline_seconds=3600)
+    w = started(old)
+    w.engine.tick(old, at(5), at(5))
+    new = make_cron_workflow(schedules=("*/3 * * * *",), starting_deadline_seconds=3600)
+
+    history = w.engine.sync(new, at(7))
+
+    assert history.cursor == at(7)
+    assert history.signature == new.signature
+    assert w.engine.catch_up(new, at(8)) == [], "09:06 of the new schedule is before the change"
+    results = w.engine.catch_up(new, at(10))
+    assert [r.kind for r in results] == ["Spawned"], "09:09 is after the change"
+    assert w.observer.events[-1] == Spawned(
+        time=at(10),
+        key=KEY,
+        scheduled_at=at(9),
+        workflow=name_at(9),
+        created=True,
+        catch_up=True,
+    )
+
+
+def test_a_changed_time_zone_moves_the_cursor_to_now() -> None:
+    utc = make_cron_workflow(schedules=("0 10 * * *",), starting_deadline_seconds=7200)
+    w = world()
+    w.engine.sync(utc, at(-60))
+    # 10:00 in Paris (UTC+1 in March) is 09:00 UTC, between the first sync and the change.
+    paris = make_cron_workflow(
+        schedules=("0 10 * * *",), timezone="Europe/Paris", starting_deadline_seconds=7200
+    )
+
+    history = w.engine.sync(paris, at(30))
+
+    assert history.cursor == at(30)
+    assert w.engine.catch_up(paris, at(31)) == []
+    assert w.sink.spawn_calls == 0
+
+
+def test_an_invalid_spec_records_its_spec_error_once_and_a_fix_clears_it() -> None:
+    invalid = make_cron_workflow(concurrency_policy="Sometimes")
+    w = world()
+
+    w.engine.sync(invalid, at(0))
+    w.engine.sync(invalid, at(1))
+
+    error = Error(
+        time=at(0),
+        key=KEY,
+        reason=ErrorReason.SPEC_ERROR,
+        message="'Sometimes' is not a valid concurrencyPolicy",
+    )
+    assert w.observer.events == [error]
+    assert w.history().conditions == {"SpecError": error.message}
+    assert w.engine.catch_up(invalid, at(60)) == []
+
+    fixed = w.engine.sync(make_cron_workflow(concurrency_policy="Forbid"), at(2))
+
+    assert "SpecError" not in fixed.conditions
+    assert w.observer.events == [error]
+    assert (fixed.failed, fixed.succeeded) == (0, 0)
+
+
+def test_a_tick_of_an_invalid_spec_is_a_spec_error_and_spawns_nothing() -> None:
+    invalid = make_cron_workflow(schedules=("*/5 * * * *",), concurrency_policy="Sometimes")
+    w = world()
+    w.engine.sync(invalid, at(0))
+
+    result = w.engine.tick(invalid, at(5), at(5))
+
+    assert result.kind == "Error"
+    assert w.sink.spawn_calls == 0
+    assert w.history().failed == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Catch-up
+
+
+def test_catch_up_records_missed_instants_and_runs_the_latest_within_the_deadline() -> None:
+    cron_workflow = make_cron_workflow(starting_deadline_seconds=300)
+    w = started(cron_workflow)
+
+    results = w.engine.catch_up(cron_workflow, at(17))
+
+    assert [r.kind for r in results] == ["Missed", "Spawned"]
+    assert w.observer.events == [
+        Missed(time=at(17), key=KEY, scheduled_at=at(5), reason=MissedReason.SUPERSEDED),
+        Missed(time=at(17), key=KEY, scheduled_at=at(10), reason=MissedReason.SUPERSEDED),
+        Spawned(
+            time=at(17),
+            key=KEY,
+            scheduled_at=at(15),
+            workflow=name_at(15),
+            created=True,
+            catch_up=True,
+        ),
+    ]
+    runs = {(run.scheduled_at, run.decision, run.reason) for run in w.store.recent_runs(KEY)}
+    assert runs == {
+        (at(5), "Missed", "superseded"),
+        (at(10), "Missed", "superseded"),
+        (at(15), "Spawned", ""),
+    }
+    assert w.history().cursor == at(15)
+    assert w.engine.catch_up(cron_workflow, at(18)) == [], "decided instants stay decided"
+
+
+def test_catch_up_beyond_the_deadline_only_records_missed_instants() -> None:
+    cron_workflow = make_cron_workflow(starting_deadline_seconds=60)
+    w = started(cron_workflow)
+
+    w.engine.catch_up(cron_workflow, at(17))
+
+    assert w.observer.events == [
+        Missed(time=at(17), key=KEY, scheduled_at=at(5), reason=MissedReason.SUPERSEDED),
+        Missed(time=at(17), key=KEY, scheduled_at=at(10), reason=MissedReason.SUPERSEDED),
+        Missed(time=at(17), key=KEY, scheduled_at=at(15), reason=MissedReason.DEADLINE),
+    ]
+    assert w.sink.spawn_calls == 0
+    assert w.history().cursor == at(15)
+    assert w.engine.tick(cron_workflow, at(15), at(17)) == TickResult("AlreadyDecided")
+
+
+def test_a_caught_up_instant_goes_through_every_policy() -> None:
+    """Catch-up is a full tick: a Forbid with an active run skips the missed instant."""
+    cron_workflow = make_cron_workflow(concurrency_policy="Forbid", starting_deadline_seconds=300)
+    w = started(cron_workflow)
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    w.engine.catch_up(cron_workflow, at(11))
+
+    assert w.observer.events[-1] == Skipped(
+        time=at(11), key=KEY, scheduled_at=at(10), reason=SkipReason.CONCURRENCY_FORBID
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Serialization (#12625)
+
+
+def test_a_completion_waits_for_a_tick_of_the_same_cron_workflow() -> None:
+    """Argo's #12625 (fixed by its PR #15652): ticks take the same per-key lock as the
+    processing that reconciles completions."""
+    cron_workflow = make_cron_workflow()
+    sink = BlockingSink()
+    w = started(cron_workflow, sink=sink)
+    sink.release.set()
+    w.engine.tick(cron_workflow, at(5), at(5))
+    sink.release.clear()
+    sink.entered.clear()
+
+    ticking = Worker(lambda: w.engine.tick(cron_workflow, at(10), at(10)))
+    assert sink.entered.wait(BOUND), "the tick reached the sink"
+    completing = Worker(
+        lambda: w.engine.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(10))
+    )
+
+    assert not completing.done.wait(0.2), "the completion ran in the middle of a tick"
+    sink.release.set()
+    assert isinstance(ticking.join(), TickResult)
+    assert completing.join() is True
+    assert w.observer.kinds == ["Spawned", "Spawned", "Completed"]
+    assert w.history().active == (name_at(10),)
+    assert w.history().succeeded == 1
+
+
+def test_a_catch_up_racing_a_tick_does_not_replace_the_run_the_tick_just_created() -> None:
+    """Argo's #12625: a resync racing a tick re-ran the instant and, with Replace, terminated
+    the Workflow the tick had just created. Here the catch-up waits and finds it decided."""
+    cron_workflow = make_cron_workflow(concurrency_policy="Replace", starting_deadline_seconds=120)
+    sink = BlockingSink()
+    w = started(cron_workflow, sink=sink)
+    sink.release.set()
+    w.engine.tick(cron_workflow, at(5), at(5))
+    sink.release.clear()
+    sink.entered.clear()
+
+    ticking = Worker(lambda: w.engine.tick(cron_workflow, at(10), at(10)))
+    assert sink.entered.wait(BOUND)
+    catching_up = Worker(lambda: w.engine.catch_up(cron_workflow, at(10.5)))
+
+    assert not catching_up.done.wait(0.2), "the catch-up ran in the middle of a tick"
+    sink.release.set()
+    ticking.join()
+    assert catching_up.join() == []
+    assert sink.spawn_calls == 2, "one spawn per instant"
+    assert sink.terminated == [name_at(5)], "the new run is never terminated"
+    assert w.observer.kinds == ["Spawned", "Terminated", "Spawned"]
+
+
+def test_ticks_of_different_cron_workflows_do_not_wait_for_each_other() -> None:
+    blocked = make_cron_workflow()
+    other = make_cron_workflow(name="hourly")
+    sink = BlockingSink()
+    w = world(sink=sink)
+    w.engine.sync(blocked, at(0))
+    w.engine.sync(other, at(0))
+
+    ticking = Worker(lambda: w.engine.tick(blocked, at(5), at(5)))
+    assert sink.entered.wait(BOUND)
+    completing = Worker(
+        lambda: w.engine.complete(other, "hourly-1", WorkflowPhase.SUCCEEDED, at(5))
+    )
+
+    assert completing.done.wait(BOUND), "another CronWorkflow's completion was held up"
+    sink.release.set()
+    ticking.join()
+    assert completing.join() is False
