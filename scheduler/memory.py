@@ -66,9 +66,18 @@ class MemoryHistory:
         recent = self._runs.setdefault(key, OrderedDict())
         for run in runs:
             old = recent.get(run.scheduled_at)
-            recent[run.scheduled_at] = run if old is None else merge_run(old, run)
+            if old is not None:
+                recent[run.scheduled_at] = merge_run(old, run)
+                continue
+            newest = next(reversed(recent), None)
+            recent[run.scheduled_at] = run
+            if newest is not None and run.scheduled_at < newest:
+                # Rare (a late record of an old instant): restore the order by instant.
+                ordered = sorted(recent.items())
+                recent.clear()
+                recent.update(ordered)
         while len(recent) > self._recent_runs:
-            del recent[min(recent)]  # keep the newest instants, as every store does
+            recent.popitem(last=False)  # the oldest instant: keep the newest, as every store does
 
     def claim(self, key: str, scheduled_at: datetime) -> bool:
         history = self._histories.get(key)

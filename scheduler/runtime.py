@@ -50,10 +50,10 @@ from scheduler.engine import (
 )
 from scheduler.executor import LocalExecutor, RunFinished
 from scheduler.files import FileSource, Snapshot
-from scheduler.redis_history import FencedOut
 from scheduler.http import Readiness, StatusServer
 from scheduler.logs import EventLog
 from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
+from scheduler.redis_history import FencedOut
 from scheduler.timer import Timer
 
 __all__ = ["Leadership", "Service", "ServiceConfig", "SoleLeader", "utc_now"]

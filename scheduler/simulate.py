@@ -186,13 +186,21 @@ class _Controller:
             if run.done or run.finish != finish:
                 continue  # terminated earlier; handled with its tick
             run.done = True
+            self._forget(run)
             yield run
 
     def take_terminated(self) -> list[_Run]:
         runs, self.terminated = self.terminated, []
         for run in runs:
             run.done = True
+            self._forget(run)
         return runs
+
+    def _forget(self, run: _Run) -> None:
+        # A finished run is never spawned again (the cursor has passed its instant), so
+        # forgetting it keeps a year-long simulation's memory flat.
+        namespace = run.key.partition("/")[0]
+        self._runs.pop((namespace, run.workflow), None)
 
 
 class _Collector:
@@ -394,8 +402,8 @@ def write_text(simulator: Simulator, out: IO[str]) -> None:
 
     def emit(event: Event) -> None:
         data = event_json(event)
-        out.write(f"{data['time']:<21} {data['cronWorkflow']:<32} {data['event']:<11} ")
-        out.write(_details(data) + "\n")
+        line = f"{data['time']:<21} {data['cronWorkflow']:<32} {data['event']:<11} "
+        out.write((line + _details(data)).rstrip() + "\n")
 
     final = simulator.run(emit)
     out.write("\nFINAL\n")
