@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := manifests/examples
+PORT ?= 9090
 
 .PHONY: run test lint fmt check bench system-deps clean
 
@@ -24,7 +25,9 @@ system-deps:
 
 run: $(STAMP)
 	$(BIN)/cronwf lint $(EXAMPLES)
-	$(BIN)/cronwf next $(EXAMPLES) --count 3
+	@echo "cronwf: serving $(EXAMPLES); metrics on http://localhost:$(PORT)/metrics," \
+		"health on /healthz and /readyz, run logs in .state/runs; Ctrl-C stops"
+	$(BIN)/cronwf serve --manifests $(EXAMPLES) --state-dir .state --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler policies tests bench
@@ -36,8 +39,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix scheduler policies tests bench
 	$(BIN)/ruff format scheduler policies tests bench
 
+# End-to-end tests start real processes: they run last, after everything else passed.
 test: $(STAMP) system-deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m e2e
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.schedule_bench

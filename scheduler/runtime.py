@@ -341,10 +341,14 @@ class Service:
         log.info("this replica now leads (fencing token %d)", token)
         with self._lock:
             self._leading = True
-        self._resume()
+        self._resume(after_election=True)
 
-    def _resume(self) -> None:
-        """Sync every CronWorkflow, settle buffered and orphaned runs, catch up."""
+    def _resume(self, *, after_election: bool) -> None:
+        """Sync every CronWorkflow, settle buffered runs, catch up.
+
+        After an election, runs that the store lists as active but no process here runs are
+        orphans of a dead leader; after a mere store outage every run of ours is still ours.
+        """
         now = self.clock()
         with self._lock:
             catalog = list(self._catalog.values())
@@ -363,9 +367,15 @@ class Service:
                         scheduled_at=run.scheduled_at,
                         finished_at=run.finished_at,
                     )
-            self._forget_orphans(catalog, now)
+            if after_election:
+                self._forget_orphans(catalog, now)
             for cron_workflow in catalog:
                 self.engine.catch_up(cron_workflow, now)
+        except FencedOut as error:
+            with self._lock:
+                self._buffered = buffered + self._buffered
+            self._step_down(str(error))
+            return
         except StoreUnavailable as error:
             with self._lock:
                 self._buffered = buffered + self._buffered
@@ -373,7 +383,10 @@ class Service:
             return
         with self._lock:
             self._degraded = None
+            late, self._buffered = self._buffered, []
         self._backoff.reset()
+        for run in late:  # finished while catching up: record them now
+            self.on_finished(run)
 
     def _forget_orphans(self, catalog: list[CronWorkflow], now: datetime) -> None:
         """Active runs that no process here is running were lost with a dead leader: they
@@ -440,7 +453,7 @@ class Service:
             leading = self._leading
         log.info("history store reachable again: recording buffered runs and catching up")
         if leading:
-            self._resume()
+            self._resume(after_election=False)
         else:
             with self._lock:
                 self._degraded = None
