@@ -33,6 +33,7 @@ from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
 from scheduler.engine import StoreUnavailable
+from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, WorkflowWatcher, api_client
 from scheduler.logs import configure_logging
 from scheduler.manifests import (
     LoadedCronWorkflow,
@@ -42,8 +43,16 @@ from scheduler.manifests import (
     load_paths,
 )
 from scheduler.redis_history import RedisHistory, check_eviction_policy, connect
-from scheduler.redis_lock import RedisLeaderLock
-from scheduler.runtime import Leadership, Service, ServiceConfig, SoleLeader
+from scheduler.redis_lock import PublishedFence, RedisLeaderLock
+from scheduler.runtime import (
+    Cluster,
+    FencedLease,
+    Leadership,
+    Service,
+    ServiceConfig,
+    SoleLeader,
+    utc_now,
+)
 from scheduler.simulate import (
     DownWindow,
     SimulationError,
@@ -526,6 +535,60 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
             help=f"{text} (CRONWF_{env}; default: {default})",
         )
     command.add_argument(
+        "--kubernetes",
+        action="store_true",
+        default=(_env("KUBERNETES", "") or "").lower() in ("1", "true", "yes"),
+        help="read CronWorkflows from the cluster and create Workflows there, electing a "
+        "leader with a Lease (CRONWF_KUBERNETES)",
+    )
+    command.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE", "") or "",
+        help="Kubernetes mode: the namespace to watch (CRONWF_NAMESPACE; default: all)",
+    )
+    command.add_argument(
+        "--instance-id",
+        default=_env("INSTANCE_ID", "") or "",
+        help="Kubernetes mode: handle only CronWorkflows labelled "
+        "workflows.argoproj.io/controller-instanceid=ID; without it, only those without "
+        "that label, like Argo's controller (CRONWF_INSTANCE_ID)",
+    )
+    command.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG"),
+        help="Kubernetes mode: kubeconfig file (CRONWF_KUBECONFIG; default: in-cluster "
+        "configuration, else ~/.kube/config)",
+    )
+    command.add_argument(
+        "--lease-namespace",
+        default=_env("LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+        help="Kubernetes mode: namespace of the leader Lease (CRONWF_LEASE_NAMESPACE; "
+        "default: POD_NAMESPACE, else default)",
+    )
+    command.add_argument(
+        "--lease-name",
+        default=_env("LEASE_NAME", "") or "",
+        help="Kubernetes mode: name of the leader Lease (CRONWF_LEASE_NAME; default: cronwf, "
+        "or cronwf-<instance-id>)",
+    )
+    for flag, env, default, text in (
+        ("--lease-duration", "LEASE_DURATION", "15s", "how long a Lease lives unrenewed"),
+        (
+            "--renew-deadline",
+            "RENEW_DEADLINE",
+            "10s",
+            "the leader gives up after failing to renew for this long",
+        ),
+        ("--retry-period", "RETRY_PERIOD", "2s", "how often the Lease is renewed or tried"),
+    ):
+        command.add_argument(
+            flag,
+            type=_seconds,
+            default=_seconds(_env(env, default) or default),
+            metavar="D",
+            help=f"Kubernetes mode: {text} (CRONWF_{env}; default: {default})",
+        )
+    command.add_argument(
         "--workers",
         type=_positive_count,
         default=int(_env("WORKERS", "8") or "8"),
@@ -556,18 +619,24 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
 def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     configure_logging(args.log_format, args.log_level)
     manifests = args.manifests or [p for p in (_env("MANIFESTS") or "").split(":") if p]
-    if not manifests:
-        err.write("cronwf serve: error: give --manifests DIR (or set CRONWF_MANIFESTS)\n")
+    if args.kubernetes and manifests:
+        err.write(
+            "cronwf serve: error: --kubernetes reads CronWorkflows from the cluster: "
+            "drop --manifests\n"
+        )
+        return 2
+    if not args.kubernetes and not manifests:
+        err.write(
+            "cronwf serve: error: give --manifests DIR (or CRONWF_MANIFESTS), or --kubernetes\n"
+        )
         return 2
     missing = [path for path in manifests if not Path(path).exists()]
     if missing:
         err.write(f"cronwf serve: error: no such file or folder: {', '.join(missing)}\n")
         return 2
-    if args.renew_interval >= args.lock_ttl:
-        err.write(
-            "cronwf serve: error: --renew-interval must be shorter than --lock-ttl, or the "
-            "lock lapses between renewals\n"
-        )
+    problem = _timing_problem(args)
+    if problem:
+        err.write(f"cronwf serve: error: {problem}\n")
         return 2
     config = ServiceConfig(
         manifests=tuple(Path(p) for p in manifests),
@@ -575,22 +644,62 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         host=args.host,
         port=args.port,
         reload_interval=args.reload_interval,
-        renew_interval=args.renew_interval,
+        renew_interval=args.retry_period if args.kubernetes else args.renew_interval,
         run_timeout=args.run_timeout,
         late_after=args.late_after,
         workers=args.workers,
         metrics_with_name=not args.metrics_without_name,
     )
-    leadership: Leadership
+    logger = logging.getLogger("cronwf")
+    client = None
     if args.redis_url:
         client = connect(args.redis_url)
         try:
             warning = check_eviction_policy(client)
         except StoreUnavailable as error:
             warning = None
-            logging.getLogger("cronwf").warning("Redis is not reachable yet: %s", error)
+            logger.warning("Redis is not reachable yet: %s", error)
         if warning:
-            logging.getLogger("cronwf").warning("%s", warning)
+            logger.warning("%s", warning)
+    elif args.kubernetes:
+        logger.warning(
+            "no --redis-url: history is kept in this process only; run a single replica "
+            "(history is re-seeded from CronWorkflow status after a restart)"
+        )
+    leadership: Leadership
+    cluster: Cluster | None = None
+    if args.kubernetes:
+        try:
+            api = api_client(args.kubeconfig)
+        except Exception as error:
+            err.write(f"cronwf serve: error: cannot configure the Kubernetes client: {error}\n")
+            return 1
+        fence = PublishedFence(client, args.identity) if client is not None else None
+        store = (
+            RedisHistory(client, fence=fence) if client is not None else RedisHistory.in_process()
+        )
+        lease_name = args.lease_name or (
+            f"cronwf-{args.instance_id}" if args.instance_id else "cronwf"
+        )
+        lease = KubeLease(
+            api,
+            args.lease_namespace,
+            lease_name,
+            args.identity,
+            lease_duration=datetime.timedelta(seconds=args.lease_duration),
+            renew_deadline=datetime.timedelta(seconds=args.renew_deadline),
+            retry_period=datetime.timedelta(seconds=args.retry_period),
+        )
+        leadership = FencedLease(lease, fence)
+        cluster = Cluster(
+            source=KubeSource(api, args.namespace, args.instance_id),
+            sink=KubeSink(api),
+            status=KubeStatus(api, utc_now),
+            watcher=lambda finished, deleted, running: WorkflowWatcher(
+                api, args.namespace, args.instance_id, finished, deleted, running, utc_now
+            ),
+        )
+    elif client is not None:
         lock = RedisLeaderLock(client, args.identity, ttl=datetime.timedelta(seconds=args.lock_ttl))
         store = RedisHistory(client, fence=lock)
         leadership = lock
@@ -598,13 +707,29 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store = RedisHistory.in_process()
         leadership = SoleLeader()
     try:
-        service = Service(config, store, leadership)
+        service = Service(config, store, leadership, cluster=cluster)
         service.start()
     except OSError as error:
         err.write(f"cronwf serve: error: cannot serve on {args.host}:{args.port}: {error}\n")
         return 1
     service.run_until_signalled()
     return 0
+
+
+def _timing_problem(args: argparse.Namespace) -> str | None:
+    if args.kubernetes:
+        if not args.lease_duration > args.renew_deadline > args.retry_period:
+            return (
+                "lease timings must satisfy --lease-duration > --renew-deadline > "
+                f"--retry-period, got {args.lease_duration:g}s, {args.renew_deadline:g}s, "
+                f"{args.retry_period:g}s"
+            )
+        return None
+    if args.renew_interval >= args.lock_ttl:
+        return (
+            "--renew-interval must be shorter than --lock-ttl, or the lock lapses between renewals"
+        )
+    return None
 
 
 # --- history ----------------------------------------------------------------------------------

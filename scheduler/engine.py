@@ -497,6 +497,23 @@ class Engine:
             self.store.apply(key, seed, record_stopped)
             self.observer.emit(Stopped(time=now, key=key))
 
+    def adopt(
+        self, cron_workflow: CronWorkflow, workflow: str, scheduled_at: datetime, now: datetime
+    ) -> bool:
+        """A running Workflow of this CronWorkflow that the history does not list as active
+        (a crash between create and record): record it as spawned so that it is counted when
+        it finishes, and so that its instant is never spawned again. Returns whether it was
+        unknown."""
+        key = cron_workflow.key
+        with self.serialized(key):
+            current = self.store.load(key)
+            if current is not None and workflow in current.active:
+                return False
+            seed = current or seed_history(cron_workflow, now)
+            run = RunRecord(scheduled_at, "Spawned", now, workflow=workflow)
+            self.store.apply(key, seed, lambda h: record_spawn(h, scheduled_at, workflow), [run])
+            return True
+
     def deleted(self, cron_workflow: CronWorkflow, workflow: str, now: datetime) -> None:
         """A run was deleted before it finished: it leaves ``active`` uncounted."""
         key = cron_workflow.key

@@ -46,7 +46,7 @@ from scheduler.redis_history import (
     redis_errors,
 )
 
-__all__ = ["DEFAULT_LOCK_TTL", "RedisLeaderLock"]
+__all__ = ["DEFAULT_LOCK_TTL", "PublishedFence", "RedisLeaderLock"]
 
 DEFAULT_LOCK_TTL = timedelta(seconds=15)
 
@@ -174,3 +174,54 @@ class RedisLeaderLock:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return text.partition(":")[2]
+
+
+# KEYS: lock, fence counter; ARGV: identity. Takes the next token and makes it the fence.
+_PUBLISH = """
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ':' .. ARGV[1])
+return token
+"""
+
+
+class PublishedFence:
+    """The Redis fence of a leader elected elsewhere (a Kubernetes Lease).
+
+    The Lease decides who leads; this makes the decision binding on Redis. On each election
+    the new leader :meth:`publish`\\ es a fresh token (the same ``INCR`` counter as the lock's)
+    into the lock key, without a TTL. :class:`~scheduler.redis_history.RedisHistory` built with
+    ``fence=`` this object then accepts claims and writes only while the key still holds our
+    value: once another replica has been elected and published, a deposed leader that has not
+    noticed yet is refused in the same atomic step as its write.
+    """
+
+    def __init__(self, client: RedisClient, identity: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+        if not identity:
+            raise ValueError("the fence identity must not be empty")
+        self._client = client
+        self._identity = identity
+        self._key = f"{prefix}:leader"
+        self._counter_key = f"{prefix}:leader:fence"
+        self._where = describe_client(client)
+        self._publish = client.register_script(_PUBLISH)
+        self._value: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def value(self) -> str | None:
+        """What the key holds while our election is the latest, else None."""
+        return self._value
+
+    def publish(self) -> int:
+        """Make this replica's election binding; returns the new token."""
+        with redis_errors("publishing the leader fence", self._where):
+            token = int(self._publish(keys=[self._key, self._counter_key], args=[self._identity]))
+        self._value = f"{token}:{self._identity}"
+        return token
+
+    def withdraw(self) -> None:
+        """Stop writing (the lead was lost); the key is left for the next leader to replace."""
+        self._value = None

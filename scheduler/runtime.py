@@ -41,8 +41,11 @@ from prometheus_client import CollectorRegistry
 from policies.decision import CronWorkflow, History
 from scheduler.engine import (
     Engine,
+    Error,
     Event,
     HistoryStore,
+    Missed,
+    Sink,
     SinkUnavailable,
     Spawned,
     Stopped,
@@ -51,12 +54,22 @@ from scheduler.engine import (
 from scheduler.executor import LocalExecutor, RunFinished
 from scheduler.files import FileSource, Snapshot
 from scheduler.http import Readiness, StatusServer
+from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, ObservedRun, WorkflowWatcher
 from scheduler.logs import EventLog
 from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
 from scheduler.redis_history import FencedOut
+from scheduler.redis_lock import PublishedFence
 from scheduler.timer import Timer
 
-__all__ = ["Leadership", "Service", "ServiceConfig", "SoleLeader", "utc_now"]
+__all__ = [
+    "Cluster",
+    "FencedLease",
+    "Leadership",
+    "Service",
+    "ServiceConfig",
+    "SoleLeader",
+    "utc_now",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +105,49 @@ class SoleLeader:
 
     def release(self) -> None:
         return None
+
+
+class FencedLease:
+    """A Kubernetes Lease whose elections are made binding on Redis by a published fence."""
+
+    def __init__(self, lease: KubeLease, fence: PublishedFence | None) -> None:
+        self._lease = lease
+        self._fence = fence
+
+    def try_acquire(self) -> int | None:
+        token = self._lease.try_acquire()
+        if token is None or self._fence is None:
+            return token
+        return self._fence.publish()
+
+    def renew(self) -> bool:
+        kept = self._lease.renew()
+        if not kept and self._fence is not None:
+            self._fence.withdraw()
+        return kept
+
+    def release(self) -> None:
+        if self._fence is not None:
+            self._fence.withdraw()
+        self._lease.release()
+
+
+WatcherFactory = Callable[
+    [Callable[[RunFinished], None], Callable[[str, str], None], Callable[[ObservedRun], None]],
+    WorkflowWatcher,
+]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The Kubernetes adapters of ``serve --kubernetes``."""
+
+    source: KubeSource
+    sink: KubeSink
+    status: KubeStatus
+    watcher: WatcherFactory
+    sync_timeout: float = 30.0
+    gc_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -150,19 +206,35 @@ class Service:
     store: HistoryStore
     leadership: Leadership = field(default_factory=SoleLeader)
     clock: Callable[[], datetime] = utc_now
+    cluster: Cluster | None = None
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, with_name=self.config.metrics_with_name)
         self.metrics.attach(self)
-        self.executor = LocalExecutor(
-            self.config.state_dir, self.on_finished, self.config.run_timeout, self.clock
-        )
-        self.engine = Engine(
-            self.store, self.executor, _Fanout([self._track, self.metrics.emit, EventLog().emit])
-        )
+        sink: Sink
+        self.source: FileSource | KubeSource
+        self.executor: LocalExecutor | None = None
+        self.watcher: WorkflowWatcher | None = None
+        if self.cluster is None:
+            self.executor = LocalExecutor(
+                self.config.state_dir, self.on_finished, self.config.run_timeout, self.clock
+            )
+            sink = self.executor
+            self.source = FileSource(self.config.manifests)
+        else:
+            sink = self.cluster.sink
+            self.source = self.cluster.source
+            self.watcher = self.cluster.watcher(self.on_finished, self.on_deleted, self.on_running)
+        observers = [self._track, self.metrics.emit, EventLog().emit]
+        if self.cluster is not None:
+            observers.append(self._cluster_event)
+        self.engine = Engine(self.store, sink, _Fanout(observers))
         self.timer = Timer(self.on_due, self.config.workers)
-        self.source = FileSource(self.config.manifests)
+        # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
+        self._dirty: set[str] = set()
+        self._events: list[tuple[str, str, str, bool]] = []
+        self._next_gc = 0.0
         self._catalog: dict[str, CronWorkflow] = {}
         self._intervals: dict[str, float | None] = {}
         # What the gauges show, kept from sync results and events: a scrape reads no store.
@@ -184,8 +256,19 @@ class Service:
         """Serve HTTP, load sources, take the lead if free, start the timer and the loop."""
         self._http = StatusServer(self.config.host, self.config.port, self.registry, self.ready)
         self._http.start()
+        if self.cluster is not None:
+            assert isinstance(self.source, KubeSource)
+            assert self.watcher is not None
+            self.source.start()
+            self.watcher.start()
+            if not self.source.wait_synced(self.cluster.sync_timeout):
+                log.warning(
+                    "CronWorkflows not listed within %.0fs: the API server is slow or "
+                    "unreachable; retrying in the background",
+                    self.cluster.sync_timeout,
+                )
         self._reload()
-        self._sources_loaded = True
+        self._sources_loaded = not isinstance(self.source, KubeSource) or self.source.synced
         self._lead()
         self.timer.start()
         self._loop = threading.Thread(target=self._housekeeping, name="cronwf-loop", daemon=True)
@@ -222,7 +305,12 @@ class Service:
         self.timer.shutdown(wait=False)
         if self._loop is not None:
             self._loop.join(5)
-        self.executor.shutdown()
+        if self.executor is not None:
+            self.executor.shutdown()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if isinstance(self.source, KubeSource):
+            self.source.stop()
         try:
             self.leadership.release()
         except StoreUnavailable as error:
@@ -259,9 +347,11 @@ class Service:
             log.warning("another replica leads now: this one stops acting (%s)", reason)
 
     def on_finished(self, run: RunFinished) -> None:
-        """The executor reports a finished run."""
+        """The sink reports a finished run."""
         with self._lock:
             cron_workflow = self._catalog.get(run.key)
+            if self.cluster is not None and not self._leading:
+                return  # the leader's watcher sees it too
             if self._degraded is not None:
                 self._buffered.append(run)
                 return
@@ -281,11 +371,85 @@ class Service:
                 self._buffered.append(run)
             self._set_degraded(str(error))
 
+    def _acting_on(self, key: str) -> CronWorkflow | None:
+        with self._lock:
+            if not self._leading or self._degraded is not None:
+                return None
+            return self._catalog.get(key)
+
+    def on_deleted(self, key: str, workflow: str) -> None:
+        """A run was deleted before it finished: it leaves ``active`` uncounted."""
+        cron_workflow = self._acting_on(key)
+        if cron_workflow is not None:
+            self._quietly(partial(self.engine.deleted, cron_workflow, workflow, self.clock()))
+
+    def on_running(self, run: ObservedRun) -> None:
+        """A running Workflow was seen: adopt it if the history does not know it."""
+        cron_workflow = self._acting_on(run.key)
+        if cron_workflow is None:
+            return
+        try:
+            if self.engine.adopt(cron_workflow, run.workflow, run.scheduled_at, self.clock()):
+                log.warning("%s: adopted running Workflow %s", run.key, run.workflow)
+        except StoreUnavailable as error:
+            self._set_degraded(str(error))
+
+    # -- Kubernetes status and Events -------------------------------------------------------
+
+    def _cluster_event(self, event: Event) -> None:
+        with self._lock:
+            self._dirty.add(event.key)
+            if isinstance(event, Error):
+                self._events.append((event.key, event.reason.value, event.message, True))
+            elif isinstance(event, Missed):
+                message = f"missed scheduled time {event.scheduled_at.isoformat()} ({event.reason})"
+                self._events.append((event.key, "MissedSchedule", message, True))
+            elif isinstance(event, Stopped):
+                message = "the stop strategy became true: no more Workflows will be spawned"
+                self._events.append((event.key, "Stopped", message, True))
+
+    def _write_cluster_state(self, moment: float) -> None:
+        """Leader only: status projections of changed CronWorkflows, Events, history limits."""
+        if self.cluster is None:
+            return
+        with self._lock:
+            if not self._leading or self._degraded is not None:
+                return
+            dirty, self._dirty = self._dirty, set()
+            events, self._events = self._events, []
+            catalog = dict(self._catalog)
+        for key, reason, message, warning in events:
+            if key in catalog:
+                self.cluster.status.event(catalog[key].spec, reason, message, warning)
+        failed: set[str] = set()
+        for key in dirty:
+            cron_workflow = catalog.get(key)
+            if cron_workflow is None:
+                continue
+            try:
+                history = self.store.load(key)
+                if history is not None:
+                    self.cluster.status.write(cron_workflow.spec, history)
+            except StoreUnavailable as error:
+                self._set_degraded(str(error))
+                failed.add(key)
+            except Exception as error:
+                log.warning("could not write the status of %s: %s", key, error)
+                failed.add(key)
+        if failed:
+            with self._lock:
+                self._dirty |= failed
+        if self.watcher is not None and moment >= self._next_gc:
+            self._next_gc = moment + self.cluster.gc_interval
+            self.watcher.enforce_history_limits({k: cw.spec for k, cw in catalog.items()})
+
     # -- sources ----------------------------------------------------------------------------
 
     def _reload(self) -> None:
         snapshot = self.source.poll()
         self._apply(snapshot)
+        if isinstance(self.source, KubeSource) and not self._sources_loaded:
+            self._sources_loaded = self.source.synced
 
     def _apply(self, snapshot: Snapshot) -> None:
         now = self.clock()
@@ -356,6 +520,8 @@ class Service:
         try:
             for cron_workflow in catalog:
                 self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+            with self._lock:
+                self._dirty |= {cron_workflow.key for cron_workflow in catalog}
             for run in buffered:
                 cron_workflow_ = self._catalog.get(run.key)
                 if cron_workflow_ is not None:
@@ -367,7 +533,7 @@ class Service:
                         scheduled_at=run.scheduled_at,
                         finished_at=run.finished_at,
                     )
-            if after_election:
+            if after_election and self.executor is not None:
                 self._forget_orphans(catalog, now)
             for cron_workflow in catalog:
                 self.engine.catch_up(cron_workflow, now)
@@ -391,6 +557,7 @@ class Service:
     def _forget_orphans(self, catalog: list[CronWorkflow], now: datetime) -> None:
         """Active runs that no process here is running were lost with a dead leader: they
         leave ``active`` uncounted, as a deleted Workflow does."""
+        assert self.executor is not None
         running = {workflow for _, workflow in self.executor.running()}
         for cron_workflow in catalog:
             history = self.store.load(cron_workflow.key)
@@ -428,6 +595,10 @@ class Service:
                 self._keep_lead()
             if self._degraded is not None and self._backoff.due(moment):
                 self._recover(moment)
+            try:
+                self._write_cluster_state(moment)
+            except Exception:
+                log.exception("writing CronWorkflow status failed")
 
     def _keep_lead(self) -> None:
         with self._lock:

@@ -1,0 +1,770 @@
+"""How fast ``cronwf serve`` decides and records ticks, with a real Redis and the real timer.
+
+Everything below the sink is production code: the manifests folder is read by the file source,
+:class:`scheduler.runtime.Service` holds the catalog and the APScheduler :class:`Timer`, the
+timer's thread pool calls :meth:`Service.on_due`, the :class:`Engine` decides each tick and
+writes it to :class:`RedisHistory` (fenced by a :class:`RedisLeaderLock`, as ``serve
+--redis-url`` builds them), metrics and the event log observe every event (logging at INFO, as
+``serve`` does by default; the lines go to a file). Only the sink is replaced: a
+:class:`RecordingSink` whose ``spawn`` appends ``(key, scheduled_at, time.time())`` to a list
+and returns True, so no process is started and no API is called. The engine is a thin
+subclass of the real one that timestamps each tick on entry and exit, and a recording
+observer timestamps each ``Spawned`` event: the engine emits it right after the spawn was
+written to Redis, so that time is "recorded".
+
+Each scenario runs in a fresh child process (``python -m bench.serve_bench --child ...``) so
+that its CPU time and peak RSS are its own; the parent starts a private ``redis-server`` on a
+free port (never the machine's 6379), empties it before each scenario, stops it at the end,
+prints a table and writes ``bench/results/serve.json``.
+
+Scenarios (targets of the issue):
+
+1. **burst**: N CronWorkflows on ``* * * * *`` (time zones rotate among UTC, Paris, New York
+   and Kolkata: the same instants) are all due at the first minute boundary after the
+   service has started. Measured from that instant: the first and last timer fire, the spawn
+   lag of every tick, the time until the last spawn was recorded in Redis (target: all N
+   within 5 s), throughput (N / that time), process CPU and Redis CPU over the burst, and the
+   peak RSS of the process. Run with 8 timer workers (the default of ``--workers``) and 16.
+   Afterwards every CronWorkflow's cursor and run record are checked in Redis.
+2. **spread**: N CronWorkflows that fire about once a minute at different seconds. Cron is
+   minute-granular and ``@every d`` fires at the Unix times that are multiples of ``d``, so
+   the only sub-minute spread the dialect allows is a mix of ``@every`` periods. We use 17
+   periods from 37 s to 89 s that are pairwise coprime (see :data:`SPREAD_PERIODS`), N/17
+   CronWorkflows each: a group fires together at each multiple of its period, two groups
+   coincide only when their product divides the second (about 4 % of seconds), and on
+   average a CronWorkflow fires 1.06 times a minute. That is burstier than the ideal of N/60
+   every second (each busy second has N/17 ticks), so the table also shows the ticks due per
+   busy second. Over a window of wall time (120 s by default) every spawn's lag (sink call
+   minus scheduled instant) gives p50/p90/p99/max (target: p99 < 250 ms), with the CPU used
+   (in cores) and the RSS sampled every half second (target: < 300 MB at 10,000).
+
+``--quick`` is a smoke run (1,000 CronWorkflows, 8 workers, a 30 s window); ``--count``
+changes the largest fleet; ``--profile`` runs one burst under cProfile (every thread) and
+prints where the time goes instead of measuring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from policies.decision import CronWorkflow
+from policies.spec import CronWorkflowSpec
+from scheduler.engine import Engine, Event, Observer, Spawned, TickResult
+from scheduler.logs import configure_logging
+from scheduler.redis_history import RedisHistory, connect
+from scheduler.redis_lock import RedisLeaderLock
+from scheduler.runtime import Service, ServiceConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "serve.json"
+
+BURST_TARGET_SECONDS = 5.0
+LAG_P99_TARGET_SECONDS = 0.250
+RSS_TARGET_MB = 300.0
+
+SPREAD_PERIODS = (37, 41, 43, 47, 49, 53, 55, 57, 59, 61, 62, 67, 71, 73, 79, 83, 89)
+"""Pairwise coprime ``@every`` periods (seconds): the largest such set in [36 s, 96 s]."""
+
+ZONES = ("", "UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata")
+NAMESPACES = 10
+DOCUMENTS_PER_FILE = 1_000
+STARTUP_TIMEOUT = 300.0
+DRAIN_TIMEOUT = 60.0
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests
+
+
+def period_of(index: int) -> int:
+    """The ``@every`` period of the spread CronWorkflow number ``index``."""
+    return SPREAD_PERIODS[index % len(SPREAD_PERIODS)]
+
+
+def manifest(index: int, schedule: str) -> str:
+    """One CronWorkflow with a workflow spec like a real one (parameters, env, resources)."""
+    name = f"job-{index:05d}"
+    namespace = f"team-{index % NAMESPACES:02d}"
+    zone = ZONES[index % len(ZONES)]
+    timezone = f"\n  timezone: {zone}" if zone else ""
+    return f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: CronWorkflow
+metadata:
+  name: {name}
+  namespace: {namespace}
+  labels:
+    app.kubernetes.io/part-of: reports
+    team: {namespace}
+spec:
+  schedules: ["{schedule}"]{timezone}
+  concurrencyPolicy: Allow
+  successfulJobsHistoryLimit: 3
+  failedJobsHistoryLimit: 1
+  workflowMetadata:
+    labels:
+      cronwf.example.com/fleet: bench
+  workflowSpec:
+    entrypoint: main
+    serviceAccountName: reports
+    arguments:
+      parameters:
+        - name: target
+          value: {name}
+    templates:
+      - name: main
+        inputs:
+          parameters:
+            - name: target
+        container:
+          image: registry.example.com/reports:1.4.2
+          command: [python, -m, reports.run]
+          args: ["--target", "{{{{inputs.parameters.target}}}}", "--at", "{{{{workflow.scheduledTime}}}}"]
+          env:
+            - name: LOG_LEVEL
+              value: info
+          resources:
+            requests: {{cpu: 100m, memory: 128Mi}}
+            limits: {{memory: 256Mi}}
+"""
+
+
+def write_manifests(folder: Path, count: int, scenario: str) -> None:
+    """``count`` CronWorkflows in multi-document files of :data:`DOCUMENTS_PER_FILE`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for first in range(0, count, DOCUMENTS_PER_FILE):
+        documents = [
+            manifest(i, "* * * * *" if scenario == "burst" else f"@every {period_of(i)}s")
+            for i in range(first, min(first + DOCUMENTS_PER_FILE, count))
+        ]
+        (folder / f"fleet-{first // DOCUMENTS_PER_FILE:03d}.yaml").write_text(
+            "---\n".join(documents)
+        )
+
+
+def key_of(index: int) -> str:
+    return f"team-{index % NAMESPACES:02d}/job-{index:05d}"
+
+
+# --------------------------------------------------------------------------------------------
+# The recording sink, observer and engine (the only parts that are not production code)
+
+
+class RecordingSink:
+    """A sink without side effects: every spawn is appended with the wall-clock time."""
+
+    def __init__(self) -> None:
+        self.spawned: list[tuple[str, datetime, float]] = []
+        self.terminated: list[tuple[str, str, float]] = []
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        self.spawned.append((spec.key, scheduled_at, time.time()))
+        return True
+
+    def terminate(self, namespace: str, workflow: str) -> None:
+        self.terminated.append((namespace, workflow, time.time()))
+
+
+class RecordingObserver:
+    """Timestamps each ``Spawned`` event (written to Redis just before), counts every kind,
+    then passes the event on to the service's own observers (metrics, event log)."""
+
+    def __init__(self, then: Observer) -> None:
+        self._then = then
+        self.recorded: list[tuple[str, float, float, bool]] = []
+        """(key, scheduled instant in Unix seconds, time recorded, catch-up)."""
+        self.kinds: Counter[str] = Counter()
+        self._guard = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Spawned):
+            self.recorded.append(
+                (event.key, event.scheduled_at.timestamp(), time.time(), event.catch_up)
+            )
+        with self._guard:
+            self.kinds[event.kind] += 1
+        self._then.emit(event)
+
+
+@dataclass
+class TimedEngine(Engine):
+    """The real engine; each tick is timestamped on entry and exit with its outcome."""
+
+    ticks: list[tuple[str, float, float, float, str]] = field(default_factory=list)
+    """(key, scheduled instant in Unix seconds, entered, left, result kind)."""
+    catch_ups: list[tuple[str, float, int]] = field(default_factory=list)
+
+    def tick(
+        self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime
+    ) -> TickResult:
+        entered = time.time()
+        result = super().tick(cron_workflow, scheduled_at, now)
+        self.ticks.append(
+            (cron_workflow.key, scheduled_at.timestamp(), entered, time.time(), result.kind)
+        )
+        return result
+
+    def catch_up(self, cron_workflow: CronWorkflow, now: datetime) -> list[TickResult]:
+        results = super().catch_up(cron_workflow, now)
+        self.catch_ups.append((cron_workflow.key, time.time(), len(results)))
+        return results
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max (nearest rank) and the mean, in milliseconds; empty when no values."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))]
+
+    return {
+        "p50_ms": round(1000 * rank(0.50), 1),
+        "p90_ms": round(1000 * rank(0.90), 1),
+        "p99_ms": round(1000 * rank(0.99), 1),
+        "max_ms": round(1000 * ordered[-1], 1),
+        "mean_ms": round(1000 * statistics.fmean(ordered), 1),
+    }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> float:
+    """The current resident set size (Linux ``/proc``; the peak elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return max_rss_mb()
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def max_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def sleep_until(moment: float) -> None:
+    while (left := moment - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+
+
+# --------------------------------------------------------------------------------------------
+# The child: one scenario in a process of its own
+
+
+@dataclass(frozen=True)
+class Params:
+    scenario: str
+    count: int
+    workers: int
+    window: float
+    redis_url: str
+    manifests: str
+    state_dir: str
+    profile: bool = False
+
+
+@dataclass
+class Harness:
+    """A started :class:`Service` wired to the recording sink, and what it records."""
+
+    service: Service
+    engine: TimedEngine
+    sink: RecordingSink
+    observer: RecordingObserver
+    probe: redis.Redis
+    startup_seconds: float
+    rss_after_start_mb: float
+
+
+@contextmanager
+def serving(params: Params) -> Iterator[Harness]:
+    """Build the service as ``cronwf serve --redis-url`` does, swap the sink, start it."""
+    client = connect(params.redis_url)
+    lock = RedisLeaderLock(client, f"bench-{os.getpid()}")
+    store = RedisHistory(client, fence=lock)
+    config = ServiceConfig(
+        manifests=(Path(params.manifests),),
+        state_dir=Path(params.state_dir),
+        host="127.0.0.1",
+        port=0,
+        workers=params.workers,
+    )
+    service = Service(config, store, lock)
+    sink = RecordingSink()
+    observer = RecordingObserver(service.engine.observer)
+    engine = TimedEngine(store, sink, observer)
+    service.engine = engine
+    probe = redis.Redis.from_url(params.redis_url, decode_responses=True)
+    started = time.perf_counter()
+    service.start()
+    try:
+        if not service.is_leader():
+            raise SystemExit("the service did not take the lead")
+        loaded = service.ready().detail
+        if loaded.get("cronWorkflows") != params.count or loaded.get("invalid"):
+            raise SystemExit(f"the service loaded {loaded}, expected {params.count} valid")
+        yield Harness(
+            service,
+            engine,
+            sink,
+            observer,
+            probe,
+            time.perf_counter() - started,
+            rss_mb(),
+        )
+    finally:
+        service.shutdown()
+        client.close()
+        probe.close()
+
+
+def run_burst(params: Params) -> dict[str, Any]:
+    with serving(params) as harness:
+        instant = (math.floor(time.time() / 60) + 1) * 60.0
+        wait = instant - time.time()
+        sleep_until(instant - 0.2)
+        cpu_before, redis_before = cpu_seconds(), redis_cpu_seconds(harness.probe)
+        deadline = instant + DRAIN_TIMEOUT
+        while time.time() < deadline:
+            done = sum(1 for _, at, _, _ in harness.observer.recorded if at == instant)
+            if done >= params.count:
+                break
+            time.sleep(0.005)
+        cpu_used = cpu_seconds() - cpu_before
+        redis_used = redis_cpu_seconds(harness.probe) - redis_before
+        peak_rss, now_rss = max_rss_mb(), rss_mb()
+        spawns = [t - instant for _, at, t in harness.sink.spawned if at.timestamp() == instant]
+        recorded = [t - instant for _, at, t, _ in harness.observer.recorded if at == instant]
+        ticks = [tick for tick in harness.engine.ticks if tick[1] == instant]
+        verified = verify_in_redis(harness.probe, params.count, instant)
+        kinds = dict(harness.observer.kinds)
+        outcomes = dict(Counter(kind for *_, kind in ticks))
+        catch_ups = len(harness.engine.catch_ups)
+        startup, rss_start = harness.startup_seconds, harness.rss_after_start_mb
+    last = max(recorded, default=math.inf)
+    return {
+        "scenario": "burst",
+        "count": params.count,
+        "workers": params.workers,
+        "startup_seconds": round(startup, 2),
+        "waited_for_instant_seconds": round(wait, 1),
+        "instant": datetime.fromtimestamp(instant, UTC).isoformat(),
+        "spawned": len(spawns),
+        "recorded": len(recorded),
+        "verified_in_redis": verified,
+        "tick_outcomes": outcomes,
+        "events": kinds,
+        "catch_ups": catch_ups,
+        "first_timer_fire_seconds": round(min((t[2] for t in ticks), default=math.nan) - instant, 3),
+        "last_timer_fire_seconds": round(max((t[2] for t in ticks), default=math.nan) - instant, 3),
+        "first_spawn_seconds": round(min(spawns, default=math.nan), 3),
+        "all_recorded_seconds": round(last, 3),
+        "throughput_ticks_per_second": round(len(recorded) / last, 1) if recorded else 0.0,
+        "spawn_lag": percentiles(spawns),
+        "tick_duration": percentiles([left - entered for _, _, entered, left, _ in ticks]),
+        "cpu_seconds": round(cpu_used, 2),
+        "cpu_cores": round(cpu_used / last, 2) if recorded else 0.0,
+        "redis_cpu_seconds": round(redis_used, 2),
+        "rss_after_start_mb": round(rss_start, 1),
+        "rss_after_burst_mb": round(now_rss, 1),
+        "max_rss_mb": round(peak_rss, 1),
+        "target_met": len(recorded) == params.count
+        and verified == params.count
+        and last <= BURST_TARGET_SECONDS,
+    }
+
+
+def verify_in_redis(client: redis.Redis, count: int, instant: float) -> int:
+    """How many CronWorkflows have their cursor at ``instant`` and a run record of it."""
+    encoded = str(int(instant))
+    pipeline = client.pipeline(transaction=False)
+    for index in range(count):
+        base = f"cronwf:{{{key_of(index)}}}"
+        pipeline.hget(f"{base}:state", "cursor")
+        pipeline.hget(f"{base}:runs", encoded)
+    replies = pipeline.execute()
+    verified = 0
+    for cursor, run in zip(replies[::2], replies[1::2], strict=True):
+        if cursor == encoded and run and json.loads(run).get("decision") == "Spawned":
+            verified += 1
+    return verified
+
+
+def run_spread(params: Params) -> dict[str, Any]:
+    with serving(params) as harness:
+        begin = math.ceil(time.time()) + 2.0
+        end = begin + params.window
+        expected: set[tuple[str, float]] = set()
+        for index in range(params.count):
+            period = period_of(index)
+            first = math.ceil(begin / period) * period
+            expected.update((key_of(index), float(t)) for t in range(int(first), int(end), period))
+        due = Counter(at for _, at in expected)
+        sleep_until(begin - 0.2)
+        cpu_before, redis_before = cpu_seconds(), redis_cpu_seconds(harness.probe)
+        samples: list[float] = []
+        while time.time() < end:
+            samples.append(rss_mb())
+            time.sleep(0.5)
+        cpu_used = cpu_seconds() - cpu_before
+        redis_used = redis_cpu_seconds(harness.probe) - redis_before
+        drained = time.time() + DRAIN_TIMEOUT
+        while time.time() < drained:
+            seen = {(key, at) for key, at, _, _ in harness.observer.recorded if begin <= at < end}
+            if seen >= expected:
+                break
+            time.sleep(0.1)
+        peak_rss = max_rss_mb()
+        spawns = [
+            t - at.timestamp()
+            for key, at, t in harness.sink.spawned
+            if (key, at.timestamp()) in expected
+        ]
+        recorded = [t - at for key, at, t, _ in harness.observer.recorded if (key, at) in expected]
+        fires = [e - at for key, at, e, _, _ in harness.engine.ticks if (key, at) in expected]
+        catch_up_spawns = sum(
+            1 for key, at, _, late in harness.observer.recorded if late and (key, at) in expected
+        )
+        kinds = dict(harness.observer.kinds)
+        startup, rss_start = harness.startup_seconds, harness.rss_after_start_mb
+    lag = percentiles(spawns)
+    return {
+        "scenario": "spread",
+        "count": params.count,
+        "workers": params.workers,
+        "window_seconds": params.window,
+        "startup_seconds": round(startup, 2),
+        "periods_seconds": list(SPREAD_PERIODS),
+        "expected_ticks": len(expected),
+        "spawned": len(spawns),
+        "recorded": len(recorded),
+        "catch_up_spawns": catch_up_spawns,
+        "events": kinds,
+        "busy_seconds": len(due),
+        "ticks_per_busy_second": {
+            "mean": round(statistics.fmean(due.values()), 1) if due else 0.0,
+            "max": max(due.values(), default=0),
+        },
+        "ticks_per_second": round(len(expected) / params.window, 1),
+        "spawn_lag": lag,
+        "timer_fire_lag": percentiles(fires),
+        "record_lag": percentiles(recorded),
+        "cpu_seconds": round(cpu_used, 2),
+        "cpu_cores": round(cpu_used / params.window, 3),
+        "redis_cpu_seconds": round(redis_used, 2),
+        "rss_after_start_mb": round(rss_start, 1),
+        "rss_mb": {
+            "mean": round(statistics.fmean(samples), 1) if samples else 0.0,
+            "max": round(max(samples, default=0.0), 1),
+        },
+        "max_rss_mb": round(peak_rss, 1),
+        "target_met": len(spawns) == len(expected)
+        and lag.get("p99_ms", math.inf) < 1000 * LAG_P99_TARGET_SECONDS
+        and (params.count < 10_000 or peak_rss < RSS_TARGET_MB),
+    }
+
+
+class ThreadProfiles:
+    """cProfile in every thread started while installed (cProfile sees one thread only)."""
+
+    def __init__(self) -> None:
+        self.profiles: list[tuple[str, cProfile.Profile]] = []
+        self._run = threading.Thread.run
+
+    def install(self) -> None:
+        original, profiles = self._run, self.profiles
+
+        def run(thread: threading.Thread) -> None:
+            profile = cProfile.Profile()
+            profiles.append((thread.name, profile))
+            profile.enable()
+            try:
+                original(thread)
+            finally:
+                profile.disable()
+
+        threading.Thread.run = run  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        threading.Thread.run = self._run  # type: ignore[method-assign]
+
+    def report(self, top: int = 40) -> str:
+        """Cumulative and own time per thread group (worker pool, APScheduler, ...)."""
+        groups: dict[str, list[cProfile.Profile]] = {}
+        for name, profile in self.profiles:
+            group = name.rsplit("_", 1)[0] if name.startswith("cronwf-tick") else name
+            groups.setdefault(group, []).append(profile)
+        text = io.StringIO()
+        for group, profiles in groups.items():
+            stats = pstats.Stats(profiles[0], stream=text)
+            for profile in profiles[1:]:
+                stats.add(profile)
+            if stats.total_tt < 0.05:  # type: ignore[attr-defined]
+                continue
+            text.write(f"\n===== threads {group} ({len(profiles)}) =====\n")
+            stats.sort_stats("cumulative").print_stats(top)
+            stats.sort_stats("tottime").print_stats(top)
+        return text.getvalue()
+
+
+def run_profile(params: Params) -> dict[str, Any]:
+    """One burst with every thread under cProfile; the report goes to stderr's log file."""
+    profiles = ThreadProfiles()
+    profiles.install()
+    main = cProfile.Profile()
+    try:
+        main.enable()
+        result = run_burst(params)
+        main.disable()
+    finally:
+        profiles.uninstall()
+    report = profiles.report()
+    text = io.StringIO()
+    pstats.Stats(main, stream=text).sort_stats("cumulative").print_stats(30)
+    return {**result, "profile": report + "\n===== main thread =====\n" + text.getvalue()}
+
+
+def child(params: Params) -> None:
+    # As ``serve`` does by default: text lines at INFO, to stderr (the parent's log file).
+    configure_logging("text", "INFO")
+    if params.profile:
+        result = run_profile(params)
+    elif params.scenario == "burst":
+        result = run_burst(params)
+    else:
+        result = run_spread(params)
+    json.dump(result, sys.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: a private redis-server, one child per scenario, the table and the JSON
+
+
+class RedisProcess:
+    """A ``redis-server`` of our own on 127.0.0.1 and a free port, without persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        directory.mkdir(parents=True, exist_ok=True)
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "dir": str(directory),
+            "logfile": str(directory / "redis.log"),
+            "daemonize": "no",
+        }
+        arguments = [arg for name, value in options.items() for arg in (f"--{name}", value)]
+        self._process = subprocess.Popen(
+            [binary, *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client.ping():
+                    break
+            except redis.exceptions.RedisError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"redis-server on port {self.port} did not start") from None
+            time.sleep(0.02)
+        self.version = str(self.client.info("server")["redis_version"])
+
+    def stop(self) -> None:
+        self.client.close()
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def run_scenario(params: Params, log: Path) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.serve_bench", "--child", json.dumps(asdict(params))]
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=STARTUP_TIMEOUT + 60 + params.window + 2 * DRAIN_TIMEOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        raise SystemExit(f"the {params.scenario} child failed ({done.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def describe(result: dict[str, Any]) -> str:
+    lag = result["spawn_lag"]
+    verdict = "ok" if result["target_met"] else "MISSED"
+    if result["scenario"] == "burst":
+        return (
+            f"burst  {result['count']:>6,} x '* * * * *'  workers {result['workers']:>2}: "
+            f"all recorded {result['all_recorded_seconds']:6.2f} s "
+            f"[target <= {BURST_TARGET_SECONDS:.0f} s: {verdict}]  "
+            f"{result['throughput_ticks_per_second']:7.1f} ticks/s  "
+            f"first spawn {result['first_spawn_seconds']:.3f} s  "
+            f"lag p50/p99 {lag['p50_ms'] / 1000:.2f}/{lag['p99_ms'] / 1000:.2f} s  "
+            f"cpu {result['cpu_seconds']:.1f} s ({result['cpu_cores']:.2f} cores), "
+            f"redis {result['redis_cpu_seconds']:.1f} s  "
+            f"rss max {result['max_rss_mb']:.0f} MB  "
+            f"verified {result['verified_in_redis']:,}/{result['count']:,}  "
+            f"startup {result['startup_seconds']:.1f} s"
+        )
+    busy = result["ticks_per_busy_second"]
+    return (
+        f"spread {result['count']:>6,} x @every 37-89s workers {result['workers']:>2}: "
+        f"lag p50/p90/p99/max {lag['p50_ms']:.0f}/{lag['p90_ms']:.0f}/{lag['p99_ms']:.0f}/"
+        f"{lag['max_ms']:.0f} ms [p99 < {1000 * LAG_P99_TARGET_SECONDS:.0f} ms"
+        f"{', rss < 300 MB' if result['count'] >= 10_000 else ''}: {verdict}]  "
+        f"{result['spawned']:,}/{result['expected_ticks']:,} ticks in {result['window_seconds']:.0f} s "
+        f"({result['ticks_per_second']:.0f}/s, {busy['mean']:.0f} per busy second, "
+        f"max {busy['max']})  "
+        f"cpu {result['cpu_cores']:.2f} cores, redis {result['redis_cpu_seconds']:.1f} s  "
+        f"rss {result['rss_mb']['mean']:.0f} MB (peak {result['max_rss_mb']:.0f})"
+    )
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serve_bench", description=__doc__.split("\n\n")[0] if __doc__ else ""
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run (1,000, 8 workers, 30 s)")
+    parser.add_argument("--count", type=int, help="the largest fleet (default 10,000)")
+    parser.add_argument("--workers", type=int, nargs="+", help="timer workers (default 8 16)")
+    parser.add_argument("--window", type=float, help="spread window in seconds (default 120)")
+    parser.add_argument("--only", choices=("burst", "spread"), help="run one scenario only")
+    parser.add_argument("--profile", action="store_true", help="profile one burst instead")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON file to write")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    if args.child:
+        child(Params(**json.loads(args.child)))
+        return
+    count = args.count or (1_000 if args.quick else 10_000)
+    workers = args.workers or ([8] if args.quick else [8, 16])
+    window = args.window or (30.0 if args.quick else 120.0)
+    spread_counts = sorted({min(1_000, count), count})
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as temporary:
+        tmp = Path(temporary)
+        server = RedisProcess(tmp / "redis")
+        plan: list[Params] = []
+
+        def params(scenario: str, size: int, threads: int, profile: bool = False) -> Params:
+            folder = tmp / f"manifests-{scenario}-{size}"
+            if not folder.exists():
+                write_manifests(folder, size, scenario)
+            state = tmp / f"state-{len(plan)}"
+            return Params(
+                scenario, size, threads, window, server.url, str(folder), str(state), profile
+            )
+
+        if args.profile:
+            plan.append(params("burst", count, workers[0], profile=True))
+        else:
+            if args.only in (None, "burst"):
+                plan.extend(params("burst", count, threads) for threads in workers)
+            if args.only in (None, "spread"):
+                plan.extend(params("spread", size, workers[0]) for size in spread_counts)
+        results: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        try:
+            for number, scenario in enumerate(plan):
+                server.client.flushall()
+                log = tmp / f"{scenario.scenario}-{number}.log"
+                print(
+                    f"[{time.perf_counter() - started:5.0f} s] {scenario.scenario}: "
+                    f"{scenario.count:,} CronWorkflows, {scenario.workers} workers ...",
+                    flush=True,
+                )
+                result = run_scenario(scenario, log)
+                results.append(result)
+                if "profile" in result:
+                    print(result.pop("profile"))
+                print("  " + describe(result), flush=True)
+        finally:
+            server.stop()
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "redis": server.version,
+        },
+        "targets": {
+            "burst_all_recorded_seconds": BURST_TARGET_SECONDS,
+            "spread_p99_lag_ms": 1000 * LAG_P99_TARGET_SECONDS,
+            "spread_rss_mb_at_10000": RSS_TARGET_MB,
+        },
+        "mode": "quick" if args.quick else "full",
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "burst": [r for r in results if r["scenario"] == "burst"],
+        "spread": [r for r in results if r["scenario"] == "spread"],
+    }
+    if not args.profile:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {os.path.relpath(args.output)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,712 @@
+"""Kubernetes adapters: the only module that talks to the API server (DESIGN.md §7, §9, §10).
+
+Built like a client-go controller, with the official client:
+
+* :class:`KubeSource` lists and watches CronWorkflows (one namespace or all, filtered by the
+  ``workflows.argoproj.io/controller-instanceid`` label exactly as Argo's controller filters,
+  so the two can run side by side with different instance ids). It keeps a cache, resumes the
+  watch from the last ``resourceVersion`` (bookmarks keep it fresh), relists on ``410 Gone``
+  and reconnects with exponential backoff. The runtime polls the cache like it polls files.
+* :class:`KubeSink` creates the Workflow of an instant under its deterministic name ("already
+  exists" is success) and terminates runs with a merge patch of ``spec.shutdown``.
+* :class:`WorkflowWatcher` watches the Workflows labelled ``workflows.argoproj.io/cron-workflow``
+  and reports finished, deleted and running runs; it also enforces the history limits.
+* :class:`KubeStatus` writes the CronWorkflow's ``status`` (Argo's fields) as a projection of
+  the history, by merge patch (Argo's CRD has no status subresource), and emits Events.
+* :class:`KubeLease` elects the leader with a ``coordination.k8s.io/v1`` Lease, with
+  optimistic concurrency on ``resourceVersion`` and expiry judged by the local clock from when
+  a change of the record was last *observed* (client-go's rule, immune to clock skew).
+
+Errors: 5xx, 429, timeouts and connection failures are the world's (retry, lose nothing:
+:class:`SinkUnavailable`); other 4xx on create are the user's (:class:`SpawnRejected`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import urllib3.exceptions
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from policies.decision import History, WorkflowPhase
+from policies.spec import CronWorkflowSpec
+from policies.workflow import (
+    CRON_WORKFLOW_LABEL,
+    INSTANCE_ID_LABEL,
+    SCHEDULED_TIME_ANNOTATION,
+    render_workflow,
+    rfc3339,
+)
+from scheduler.engine import SinkUnavailable, SpawnRejected
+from scheduler.executor import RunFinished
+from scheduler.files import FileProblem, Snapshot
+from scheduler.manifests import LoadedCronWorkflow, ManifestError, Source, load_document
+
+__all__ = [
+    "COMPLETED_LABEL",
+    "KubeLease",
+    "KubeSink",
+    "KubeSource",
+    "KubeStatus",
+    "WorkflowWatcher",
+    "api_client",
+    "instance_selector",
+]
+
+log = logging.getLogger(__name__)
+
+GROUP = "argoproj.io"
+VERSION = "v1alpha1"
+CRON_WORKFLOWS = "cronworkflows"
+WORKFLOWS = "workflows"
+COMPLETED_LABEL = "cronworkflows.argoproj.io/completed"
+_FINISHED = {phase.value: phase for phase in WorkflowPhase}
+_WATCH_TIMEOUT = 300
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client: in-cluster when running in a pod, else from a kubeconfig."""
+    try:
+        if kubeconfig is None:
+            config.load_incluster_config()
+            return client.ApiClient()
+    except config.ConfigException:
+        pass
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def instance_selector(instance_id: str) -> str:
+    """Argo's selector: our instance id, or, without one, objects that carry none."""
+    return f"{INSTANCE_ID_LABEL}={instance_id}" if instance_id else f"!{INSTANCE_ID_LABEL}"
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, ApiException):
+        return error.status in (0, 408, 429) or (error.status or 0) >= 500
+    return isinstance(error, urllib3.exceptions.HTTPError | OSError | TimeoutError)
+
+
+def _message(error: ApiException) -> str:
+    body = error.body
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if isinstance(body, str) and body.startswith("{"):
+        try:
+            return str(json.loads(body).get("message") or body)
+        except ValueError:
+            return body
+    return f"{error.status} {error.reason}"
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self.delay = 0.5
+
+    def wait(self, stop: threading.Event) -> None:
+        stop.wait(self.delay)
+        self.delay = min(self.delay * 2, 30.0)
+
+    def reset(self) -> None:
+        self.delay = 0.5
+
+
+class _Informer:
+    """List then watch one resource into a cache of raw objects keyed by ``namespace/name``."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        plural: str,
+        namespace: str,
+        label_selector: str,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._plural = plural
+        self._namespace = namespace
+        self._selector = label_selector
+        self._on_event = on_event
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"cronwf-watch-{plural}", daemon=True
+        )
+        self.synced = threading.Event()
+        self.relists = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def objects(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._cache.values())
+
+    def _list_call(self) -> Callable[..., Any]:
+        if self._namespace:
+            return lambda **kw: self._custom.list_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, self._plural, **kw
+            )
+        return lambda **kw: self._custom.list_cluster_custom_object(
+            GROUP, VERSION, self._plural, **kw
+        )
+
+    def _run(self) -> None:
+        backoff = _Backoff()
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._relist()
+                version = self._watch(version)
+                backoff.reset()
+            except ApiException as error:
+                if error.status == 410:
+                    log.info("%s watch expired (410 Gone): relisting", self._plural)
+                    version = None
+                    continue
+                log.warning("%s watch failed: %s; retrying", self._plural, _message(error))
+                backoff.wait(self._stop)
+            except Exception as error:  # connection refused, reset, timeouts
+                log.warning("%s watch failed: %s; retrying", self._plural, error)
+                backoff.wait(self._stop)
+
+    def _relist(self) -> str:
+        listing = self._list_call()(label_selector=self._selector)
+        items = {self._key(item): item for item in listing.get("items", [])}
+        with self._lock:
+            gone = set(self._cache) - set(items)
+            old = self._cache
+            self._cache = items
+        self.relists += 1
+        self.synced.set()
+        if self._on_event is not None:
+            for key in gone:
+                self._on_event("DELETED", old[key])
+            for item in items.values():
+                self._on_event("ADDED", item)
+        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+
+    def _watch(self, version: str) -> str:
+        stream = watch.Watch()
+        for event in stream.stream(
+            self._list_call(),
+            label_selector=self._selector,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=_WATCH_TIMEOUT,
+        ):
+            if self._stop.is_set():
+                stream.stop()
+                break
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+            if kind == "BOOKMARK":
+                continue
+            key = self._key(obj)
+            with self._lock:
+                if kind == "DELETED":
+                    self._cache.pop(key, None)
+                else:
+                    self._cache[key] = obj
+            if self._on_event is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                self._on_event(str(kind), obj)
+        return version
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> str:
+        meta = obj.get("metadata", {})
+        return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+class KubeSource:
+    """The CronWorkflows of the cluster, as :class:`Snapshot`\\ s like the file source's."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, instance_id: str) -> None:
+        self._informer = _Informer(api, CRON_WORKFLOWS, namespace, instance_selector(instance_id))
+
+    def start(self) -> None:
+        self._informer.start()
+
+    def stop(self) -> None:
+        self._informer.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self._informer.synced.wait(timeout)
+
+    @property
+    def synced(self) -> bool:
+        return self._informer.synced.is_set()
+
+    def poll(self) -> Snapshot:
+        cron_workflows: dict[str, CronWorkflowSpec] = {}
+        problems: list[FileProblem] = []
+        for obj in self._informer.objects():
+            meta = obj.get("metadata", {})
+            where = f"cronworkflow {meta.get('namespace')}/{meta.get('name')}"
+            for loaded in load_document(obj, Source(where, None)).entries:
+                if isinstance(loaded, LoadedCronWorkflow):
+                    cron_workflows[loaded.key] = loaded.spec
+                elif isinstance(loaded, ManifestError):
+                    problems.append(FileProblem(where, loaded.messages))
+        return Snapshot(cron_workflows, tuple(problems))
+
+
+class KubeSink:
+    """Creates and terminates Workflows in the cluster (a :class:`scheduler.engine.Sink`)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        body = render_workflow(spec, scheduled_at)
+        try:
+            self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, spec.namespace, WORKFLOWS, body
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False  # this instant was spawned before: success
+            if _transient(error):
+                raise SinkUnavailable(f"creating Workflow: {_message(error)}") from None
+            raise SpawnRejected(_message(error)) from None
+        except Exception as error:
+            if _transient(error):
+                raise SinkUnavailable(f"creating Workflow: {error}") from None
+            raise
+        return True
+
+    def terminate(self, namespace: str, workflow: str) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                WORKFLOWS,
+                workflow,
+                {"spec": {"shutdown": "Terminate"}},
+                _content_type=_MERGE_PATCH,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # gone already: fine, as in Argo
+            if _transient(error):
+                raise SinkUnavailable(f"terminating {workflow}: {_message(error)}") from None
+            raise SpawnRejected(_message(error)) from None
+        except Exception as error:
+            if _transient(error):
+                raise SinkUnavailable(f"terminating {workflow}: {error}") from None
+            raise
+
+
+@dataclass(frozen=True)
+class ObservedRun:
+    """A Workflow of a CronWorkflow that is still running."""
+
+    key: str
+    workflow: str
+    scheduled_at: datetime
+
+
+def _scheduled_at(obj: Mapping[str, Any]) -> datetime | None:
+    text = obj.get("metadata", {}).get("annotations", {}).get(SCHEDULED_TIME_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text)).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _owner_key(obj: Mapping[str, Any]) -> str | None:
+    meta = obj.get("metadata", {})
+    name = meta.get("labels", {}).get(CRON_WORKFLOW_LABEL)
+    return f"{meta.get('namespace')}/{name}" if name else None
+
+
+class WorkflowWatcher:
+    """Watches the Workflows spawned for CronWorkflows and reports what happens to them."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        instance_id: str,
+        on_finished: Callable[[RunFinished], None],
+        on_deleted: Callable[[str, str], None],
+        on_running: Callable[[ObservedRun], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        selector = f"{CRON_WORKFLOW_LABEL},{instance_selector(instance_id)}"
+        self._custom = client.CustomObjectsApi(api)
+        self._informer = _Informer(api, WORKFLOWS, namespace, selector, self._event)
+        self._on_finished = on_finished
+        self._on_deleted = on_deleted
+        self._on_running = on_running
+        self._clock = clock
+
+    def start(self) -> None:
+        self._informer.start()
+
+    def stop(self) -> None:
+        self._informer.stop()
+
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        key = _owner_key(obj)
+        name = obj.get("metadata", {}).get("name", "")
+        if key is None or not name:
+            return
+        phase = _FINISHED.get(str(obj.get("status", {}).get("phase", "")))
+        if kind == "DELETED":
+            if phase is None:
+                self._on_deleted(key, name)
+            return
+        scheduled_at = _scheduled_at(obj)
+        if scheduled_at is None:
+            return  # not spawned for an instant (e.g. argo submit --from): not ours to count
+        if phase is None:
+            self._on_running(ObservedRun(key, name, scheduled_at))
+            return
+        finished = obj.get("status", {}).get("finishedAt")
+        finished_at = self._clock()
+        if finished:
+            with contextlib.suppress(ValueError):
+                finished_at = datetime.fromisoformat(str(finished)).astimezone(UTC)
+        message = str(obj.get("status", {}).get("message", "") or phase.value)
+        self._on_finished(RunFinished(key, name, scheduled_at, phase, finished_at, message))
+
+    def enforce_history_limits(self, specs: Mapping[str, CronWorkflowSpec]) -> int:
+        """Delete the oldest finished Workflows beyond each CronWorkflow's limits."""
+        finished: dict[tuple[str, bool], list[tuple[str, str, str]]] = {}
+        for obj in self._informer.objects():
+            key = _owner_key(obj)
+            status = obj.get("status", {})
+            phase = status.get("phase", "")
+            if key is None or key not in specs or phase not in _FINISHED:
+                continue
+            meta = obj["metadata"]
+            entry = (str(status.get("finishedAt", "")), meta["namespace"], meta["name"])
+            finished.setdefault((key, phase == "Succeeded"), []).append(entry)
+        deleted = 0
+        for (key, succeeded), entries in finished.items():
+            spec = specs[key]
+            keep = (
+                spec.successful_jobs_history_limit if succeeded else spec.failed_jobs_history_limit
+            )
+            for _, namespace, name in sorted(entries, reverse=True)[keep:]:
+                try:
+                    self._custom.delete_namespaced_custom_object(
+                        GROUP, VERSION, namespace, WORKFLOWS, name
+                    )
+                    deleted += 1
+                except ApiException as error:
+                    if error.status != 404:
+                        log.warning("could not delete Workflow %s: %s", name, _message(error))
+                except Exception as error:
+                    log.warning("could not delete Workflow %s: %s", name, error)
+        return deleted
+
+
+class KubeStatus:
+    """Writes CronWorkflow status (a projection of the history) and Events."""
+
+    def __init__(self, api: client.ApiClient, clock: Callable[[], datetime]) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._clock = clock
+        self._written: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def projection(spec: CronWorkflowSpec, history: History) -> dict[str, Any]:
+        """The merge patch for ``spec``'s CronWorkflow; ``active``, ``lastScheduledTime`` and
+        ``conditions`` are sent as null when empty, as Argo's controller does."""
+        active = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Workflow",
+                "name": name,
+                "namespace": spec.namespace,
+            }
+            for name in history.active
+        ]
+        conditions = [
+            {"type": kind, "status": "True", "message": message}
+            for kind, message in sorted(history.conditions.items())
+        ]
+        patch: dict[str, Any] = {
+            "status": {
+                "active": active or None,
+                "lastScheduledTime": (
+                    rfc3339(history.last_scheduled_time) if history.last_scheduled_time else None
+                ),
+                "conditions": conditions or None,
+                "succeeded": history.succeeded,
+                "failed": history.failed,
+                "phase": history.phase.value or None,
+            }
+        }
+        if history.stopped:
+            patch["metadata"] = {"labels": {COMPLETED_LABEL: "true"}}
+        return patch
+
+    def write(self, spec: CronWorkflowSpec, history: History) -> bool:
+        """Patch the status when it changed since the last write; raises on transient errors."""
+        patch = self.projection(spec, history)
+        if self._written.get(spec.key) == patch:
+            return False
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                spec.namespace,
+                CRON_WORKFLOWS,
+                spec.name,
+                patch,
+                _content_type=_MERGE_PATCH,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False  # deleted meanwhile
+            raise
+        self._written[spec.key] = patch
+        return True
+
+    def forget(self, key: str) -> None:
+        self._written.pop(key, None)
+
+    def event(self, spec: CronWorkflowSpec, reason: str, message: str, warning: bool) -> None:
+        """Record a Kubernetes Event on the CronWorkflow (best effort: never raises)."""
+        now = self._clock()
+        body = {
+            "metadata": {
+                "name": f"{spec.name}.{uuid.uuid4().hex[:16]}",
+                "namespace": spec.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "CronWorkflow",
+                "name": spec.name,
+                "namespace": spec.namespace,
+                "uid": spec.uid or None,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "cronwf"},
+            "reportingComponent": "cronwf",
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(
+                spec.namespace, client.CoreV1Event.model_validate(body)
+            )
+        except Exception as error:
+            log.warning("could not record event %s on %s: %s", reason, spec.key, error)
+
+
+class KubeLease:
+    """Leader election with a ``coordination.k8s.io/v1`` Lease (client-go's algorithm).
+
+    ``try_acquire`` takes a free or expired lease and returns a fencing token (the lease's
+    transition count, which only grows); ``renew`` keeps it, and fails once no renewal has
+    succeeded for ``renew_deadline``; ``release`` hands it over at once on shutdown. Expiry
+    is judged from when *we* last saw the record change, never from the holder's clock.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        lease_duration: timedelta = timedelta(seconds=15),
+        renew_deadline: timedelta = timedelta(seconds=10),
+        retry_period: timedelta = timedelta(seconds=2),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_token: Callable[[int], None] | None = None,
+    ) -> None:
+        if not lease_duration > renew_deadline > retry_period > timedelta(0):
+            raise ValueError(
+                "lease timings must satisfy lease duration > renew deadline > retry period > 0, "
+                f"got {lease_duration.total_seconds():g}s > {renew_deadline.total_seconds():g}s "
+                f"> {retry_period.total_seconds():g}s"
+            )
+        self._api = client.CoordinationV1Api(api)
+        self._namespace = namespace
+        self._name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._clock = clock
+        self._on_token = on_token
+        self._observed: tuple[str, str] | None = None
+        self._observed_at = datetime.min.replace(tzinfo=UTC)
+        self._last_renewed: datetime | None = None
+        self.token: int | None = None
+
+    def _read(self) -> Any:
+        try:
+            return self._api.read_namespaced_lease(self._name, self._namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _spec(self, transitions: int, acquired: datetime | None) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_duration.total_seconds()),
+            "acquireTime": _micro(acquired or now),
+            "renewTime": _micro(now),
+            "leaseTransitions": transitions,
+        }
+
+    def _observe(self, lease: Any) -> None:
+        spec = lease.spec
+        record = (str(spec.holder_identity or ""), str(spec.renew_time or ""))
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = self._clock()
+
+    def try_acquire(self) -> int | None:
+        try:
+            return self._try_acquire()
+        except ApiException as error:
+            if error.status == 409:
+                return None  # someone else wrote first
+            log.warning("lease %s: %s", self._name, _message(error))
+            return None
+        except Exception as error:
+            log.warning("lease %s unreachable: %s", self._name, error)
+            return None
+
+    def _try_acquire(self) -> int | None:
+        lease = self._read()
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self._name, "namespace": self._namespace},
+                "spec": self._spec(0, None),
+            }
+            self._api.create_namespaced_lease(self._namespace, client.V1Lease.model_validate(body))
+            return self._won(0)
+        self._observe(lease)
+        holder = lease.spec.holder_identity or ""
+        transitions = int(lease.spec.lease_transitions or 0)
+        if holder == self.identity:
+            self._replace(lease, transitions, lease.spec.acquire_time)
+            return self._won(transitions)
+        expired = self._clock() >= self._observed_at + _duration(lease, self.lease_duration)
+        if holder and not expired:
+            return None
+        self._replace(lease, transitions + 1, None)
+        return self._won(transitions + 1)
+
+    def _replace(self, lease: Any, transitions: int, acquired: datetime | None) -> None:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self._name,
+                "namespace": self._namespace,
+                "resourceVersion": lease.metadata.resource_version,
+            },
+            "spec": self._spec(transitions, acquired),
+        }
+        self._api.replace_namespaced_lease(
+            self._name, self._namespace, client.V1Lease.model_validate(body)
+        )
+
+    def _won(self, token: int) -> int:
+        self.token = token
+        self._last_renewed = self._clock()
+        if self._on_token is not None:
+            self._on_token(token)
+        return token
+
+    def renew(self) -> bool:
+        if self.token is None:
+            return False
+        try:
+            lease = self._read()
+            if lease is None or (lease.spec.holder_identity or "") != self.identity:
+                self.token = None
+                return False
+            self._replace(lease, int(lease.spec.lease_transitions or 0), lease.spec.acquire_time)
+            self._last_renewed = self._clock()
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return self._within_deadline()
+            log.warning("renewing lease %s: %s", self._name, _message(error))
+            return self._within_deadline()
+        except Exception as error:
+            log.warning("renewing lease %s: %s", self._name, error)
+            return self._within_deadline()
+
+    def _within_deadline(self) -> bool:
+        if self._last_renewed is None or self._clock() - self._last_renewed > self.renew_deadline:
+            self.token = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.token is None:
+            return
+        try:
+            lease = self._read()
+            if lease is not None and (lease.spec.holder_identity or "") == self.identity:
+                body = {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": self._name,
+                        "namespace": self._namespace,
+                        "resourceVersion": lease.metadata.resource_version,
+                    },
+                    "spec": {
+                        "holderIdentity": "",
+                        "leaseDurationSeconds": 1,
+                        "leaseTransitions": int(lease.spec.lease_transitions or 0),
+                        "renewTime": _micro(self._clock()),
+                    },
+                }
+                self._api.replace_namespaced_lease(
+                    self._name, self._namespace, client.V1Lease.model_validate(body)
+                )
+        except Exception as error:
+            log.warning("releasing lease %s: %s", self._name, error)
+        self.token = None
+
+
+def _micro(moment: datetime | Any) -> str:
+    if isinstance(moment, datetime):
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(moment)
+
+
+def _duration(lease: Any, default: timedelta) -> timedelta:
+    seconds = lease.spec.lease_duration_seconds
+    return timedelta(seconds=int(seconds)) if seconds else default
