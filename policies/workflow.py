@@ -47,11 +47,23 @@ def workflow_name(cron_workflow_name: str, scheduled_at: datetime) -> str:
     return f"{cron_workflow_name}-{int(scheduled_at.timestamp())}"
 
 
-def render_workflow(spec: CronWorkflowSpec, scheduled_at: datetime) -> dict[str, Any]:
-    """The Workflow object for ``scheduled_at``, ready to be created."""
+def render_workflow(
+    spec: CronWorkflowSpec, scheduled_at: datetime, instance_id: str | None = None
+) -> dict[str, Any]:
+    """The Workflow object for ``scheduled_at``, ready to be created.
+
+    ``instance_id`` is the instance id of the Argo workflow controller that must run the
+    Workflow: ``None`` copies the CronWorkflow's label, as Argo does (its cron controller and
+    its workflow controller share one id); a string sets it, and an empty string sets none.
+    cronwf in Kubernetes mode passes a string, because the CronWorkflow's label selects
+    *cronwf* while the Workflow's label selects the Argo controller that runs it.
+    """
     labels = {k: spec.labels[k] for k in CREATOR_LABELS if k in spec.labels}
-    if INSTANCE_ID_LABEL in spec.labels:
-        labels[INSTANCE_ID_LABEL] = spec.labels[INSTANCE_ID_LABEL]
+    if instance_id is None:
+        if INSTANCE_ID_LABEL in spec.labels:
+            labels[INSTANCE_ID_LABEL] = spec.labels[INSTANCE_ID_LABEL]
+    elif instance_id:
+        labels[INSTANCE_ID_LABEL] = instance_id
     labels[CRON_WORKFLOW_LABEL] = spec.name
     labels.update(spec.workflow_metadata.labels)
     annotations = {SCHEDULED_TIME_ANNOTATION: rfc3339(scheduled_at)}

@@ -554,6 +554,13 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
         "that label, like Argo's controller (CRONWF_INSTANCE_ID)",
     )
     command.add_argument(
+        "--workflow-instance-id",
+        default=_env("WORKFLOW_INSTANCE_ID", "") or "",
+        help="Kubernetes mode: the instance id of the Argo workflow controller that runs the "
+        "spawned Workflows, written as their controller-instanceid label (CRONWF_WORKFLOW_"
+        "INSTANCE_ID; default: none, for an Argo controller without an instance id)",
+    )
+    command.add_argument(
         "--kubeconfig",
         default=_env("KUBECONFIG"),
         help="Kubernetes mode: kubeconfig file (CRONWF_KUBECONFIG; default: in-cluster "
@@ -693,10 +700,10 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         leadership = FencedLease(lease, fence)
         cluster = Cluster(
             source=KubeSource(api, args.namespace, args.instance_id),
-            sink=KubeSink(api),
+            sink=KubeSink(api, args.workflow_instance_id),
             status=KubeStatus(api, utc_now),
             watcher=lambda finished, deleted, running: WorkflowWatcher(
-                api, args.namespace, args.instance_id, finished, deleted, running, utc_now
+                api, args.namespace, args.workflow_instance_id, finished, deleted, running, utc_now
             ),
         )
     elif client is not None:

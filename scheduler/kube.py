@@ -271,11 +271,12 @@ class KubeSource:
 class KubeSink:
     """Creates and terminates Workflows in the cluster (a :class:`scheduler.engine.Sink`)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, workflow_instance_id: str = "") -> None:
         self._custom = client.CustomObjectsApi(api)
+        self._workflow_instance_id = workflow_instance_id
 
     def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
-        body = render_workflow(spec, scheduled_at)
+        body = render_workflow(spec, scheduled_at, self._workflow_instance_id)
         try:
             self._custom.create_namespaced_custom_object(
                 GROUP, VERSION, spec.namespace, WORKFLOWS, body
@@ -341,7 +342,12 @@ def _owner_key(obj: Mapping[str, Any]) -> str | None:
 
 
 class WorkflowWatcher:
-    """Watches the Workflows spawned for CronWorkflows and reports what happens to them."""
+    """Watches the Workflows spawned for CronWorkflows and reports what happens to them.
+
+    ``instance_id`` is the Argo workflow controller's id written on the Workflows (see
+    :func:`policies.workflow.render_workflow`); Workflows of CronWorkflows that cronwf does not
+    schedule are seen too, and ignored by the runtime.
+    """
 
     def __init__(
         self,

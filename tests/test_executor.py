@@ -11,7 +11,6 @@ through the ``on_finished`` callback; the tests collect them and wait with bound
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -271,9 +270,7 @@ def test_active_deadline_seconds_times_the_run_out(
     assert executor.running() == []
 
 
-def test_an_unknown_command_cannot_start(
-    executor: LocalExecutor, completions: Completions
-) -> None:
+def test_an_unknown_command_cannot_start(executor: LocalExecutor, completions: Completions) -> None:
     """A command that does not exist on this host fails the run, saying which and why."""
     spec = make_spec(container("cronwf-no-such-command", "--flag"))
 
@@ -349,9 +346,7 @@ def test_unrunnable_workflows_end_in_error(
 # The plan of a run
 
 
-def test_the_plan_takes_the_deadline_from_the_workflow_then_the_template_then_the_default() -> (
-    None
-):
+def test_the_plan_takes_the_deadline_from_the_workflow_then_the_template_then_the_default() -> None:
     """``activeDeadlineSeconds`` of the Workflow wins, then the template's, then the
     executor's default timeout."""
     workflow_level = {**container("true"), "activeDeadlineSeconds": 7}

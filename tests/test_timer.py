@@ -9,6 +9,7 @@ before they are due. Every wait is bounded.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -88,9 +89,7 @@ def test_every_is_aligned_on_the_epoch_not_on_the_moment_the_job_is_added() -> N
     """``@every 90s`` fires at multiples of 90 s of Unix time, whenever the job starts."""
     every = trigger("@every 90s")
 
-    assert every.get_next_fire_time(None, T0 + timedelta(seconds=37)) == T0 + timedelta(
-        seconds=90
-    )
+    assert every.get_next_fire_time(None, T0 + timedelta(seconds=37)) == T0 + timedelta(seconds=90)
     assert every.get_next_fire_time(T0 + timedelta(seconds=90), T0) == T0 + timedelta(seconds=180)
     assert int(T0.timestamp()) % 90 == 0
 
@@ -162,7 +161,7 @@ def assert_exact_consecutive_seconds(instants: list[datetime]) -> None:
         assert instant.tzinfo is UTC
         assert instant.microsecond == 0, f"{instant} is not a whole second"
     assert instants == sorted(set(instants)), f"not ascending and unique: {instants}"
-    gaps = {later - earlier for earlier, later in zip(instants, instants[1:], strict=False)}
+    gaps = {later - earlier for earlier, later in itertools.pairwise(instants)}
     assert gaps <= {timedelta(seconds=1)}, f"not consecutive: {instants}"
 
 

@@ -1,0 +1,627 @@
+"""The runtime of ``cronwf serve`` (DESIGN §9, §10): timer callbacks, runs, outages, leadership.
+
+A real :class:`Service` runs here: manifests in a temporary folder, the in-process Redis store
+behind a small wrapper that can simulate an outage, the local executor running ``sh``, HTTP on
+a free port. Time is a :class:`FakeClock` the test moves; the timer's own deliveries are kept
+out of the way by schedules that only fire on February 29th (the clock is set to 2028-02-29,
+the real timer's next instant is years away), and each test calls :meth:`Service.on_due` with
+the instants it wants decided. The housekeeping loop runs for real with short intervals; the
+tests wait for its effects with bounded waits.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from policies.decision import History, Phase
+from policies.schedule import Schedule
+from policies.workflow import workflow_name
+from scheduler.engine import RunRecord, StoreUnavailable, Transition
+from scheduler.executor import LocalExecutor
+from scheduler.metrics import CronWorkflowGauges
+from scheduler.redis_history import FencedOut, RedisHistory
+from scheduler.runtime import Service, ServiceConfig
+
+T0 = datetime(2028, 2, 29, 9, 0, tzinfo=UTC)
+EVERY_FIVE_ON_LEAP_DAY = "*/5 * 29 2 *"
+BOUND = 5.0  # seconds: the longest any test waits for the service
+
+
+def at(minutes: float, seconds: float = 0.0) -> datetime:
+    return T0 + timedelta(minutes=minutes, seconds=seconds)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = BOUND) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------------------------
+# Fakes
+
+
+class FakeClock:
+    """The service's clock; only the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+
+class FlakyStore:
+    """The in-process Redis store, with an outage switch and a fencing switch.
+
+    While ``down``, every call raises :class:`StoreUnavailable` (as the Redis store does when
+    the server is unreachable); while ``fenced``, claims raise :class:`FencedOut` (another
+    replica took the lead). ``calls`` counts the calls per CronWorkflow key; ``before_load``
+    runs before each load, to hold the service at a chosen point.
+    """
+
+    def __init__(self) -> None:
+        self.inner = RedisHistory.in_process()
+        self.down = False
+        self.fenced = False
+        self.calls: dict[str, int] = {}
+        self.before_load: Callable[[str], None] | None = None
+
+    def _enter(self, key: str) -> None:
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if self.down:
+            raise StoreUnavailable("redis at 127.0.0.1:6379 is unreachable (test outage)")
+
+    def load(self, key: str) -> History | None:
+        if self.before_load is not None:
+            self.before_load(key)
+        self._enter(key)
+        return self.inner.load(key)
+
+    def apply(
+        self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
+    ) -> tuple[History, History]:
+        self._enter(key)
+        return self.inner.apply(key, seed, transition, runs)
+
+    def claim(self, key: str, scheduled_at: datetime) -> bool:
+        self._enter(key)
+        if self.fenced:
+            raise FencedOut("the fencing token 7 is no longer current (test)")
+        return self.inner.claim(key, scheduled_at)
+
+    def forget(self, key: str) -> None:
+        self._enter(key)
+        self.inner.forget(key)
+
+    def history(self, key: str) -> History:
+        history = self.inner.load(key)
+        assert history is not None, f"no history for {key}"
+        return history
+
+    def runs(self, key: str) -> list[RunRecord]:
+        """Recent runs, newest first."""
+        return self.inner.recent_runs(key)
+
+
+class FakeLeadership:
+    """A leader lock: free or taken by another replica; renewals can be made to fail."""
+
+    def __init__(self, token: int | None = 7) -> None:
+        self.token = token
+        self.keep = True
+        self.released = False
+        self.acquiring = threading.Event()
+        self.proceed: threading.Event | None = None
+
+    def try_acquire(self) -> int | None:
+        self.acquiring.set()
+        if self.proceed is not None:
+            self.proceed.wait(BOUND)
+        return self.token
+
+    def renew(self) -> bool:
+        return self.keep
+
+    def release(self) -> None:
+        self.released = True
+
+    def lose(self) -> None:
+        """Another replica takes the lock: renewals fail, acquisitions find it taken."""
+        self.keep, self.token = False, None
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests and service
+
+
+def cron_workflow(
+    name: str,
+    script: str = "true",
+    schedule: str = EVERY_FIVE_ON_LEAP_DAY,
+    env: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"image": "alpine:3.20", "command": ["sh", "-c"], "args": [script]}
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "schedules": [schedule],
+            **spec,
+            "workflowSpec": {
+                "entrypoint": "main",
+                "templates": [{"name": "main", "container": container}],
+            },
+        },
+    }
+
+
+class Harness:
+    """Builds services on a manifests folder and shuts every one of them down."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.manifests = tmp_path / "manifests"
+        self.manifests.mkdir()
+        self.clock = FakeClock(T0)
+        self.store = FlakyStore()
+        self.services: list[Service] = []
+
+    def write(self, *documents: dict[str, Any], file: str = "cron.yaml") -> Path:
+        path = self.manifests / file
+        path.write_text(yaml.safe_dump_all(documents))
+        return path
+
+    def service(self, leadership: FakeLeadership | None = None, **config: Any) -> Service:
+        settings = ServiceConfig(
+            manifests=(self.manifests,),
+            state_dir=self.tmp_path / "state",
+            host="127.0.0.1",
+            port=0,
+            reload_interval=0.2,
+            renew_interval=0.2,
+            run_timeout=10.0,
+        )
+        options: dict[str, Any] = {"store": self.store, "clock": self.clock}
+        if leadership is not None:
+            options["leadership"] = leadership
+        service = Service(replace(settings, **config), **options)
+        self.services.append(service)
+        return service
+
+    def started(self, leadership: FakeLeadership | None = None, **config: Any) -> Service:
+        service = self.service(leadership, **config)
+        service.start()
+        return service
+
+    def log(self, service: Service, name: str, instant: datetime) -> Path:
+        return executor(service).log_path("default", workflow_name(name, instant))
+
+    def close(self) -> None:
+        for service in self.services:
+            service.shutdown()
+
+
+def executor(service: Service) -> LocalExecutor:
+    """The local executor of an embedded-mode service."""
+    assert service.executor is not None
+    return service.executor
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path)
+    yield harness
+    harness.close()
+
+
+def succeeded(store: FlakyStore, key: str, count: int = 1) -> Callable[[], bool]:
+    def check() -> bool:
+        history = store.inner.load(key)
+        return history is not None and history.succeeded >= count
+
+    return check
+
+
+def scrape(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(service.registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def get(service: Service, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Due instants, on time and late
+
+
+def test_a_due_instant_spawns_once_and_its_completion_is_counted(harness: Harness) -> None:
+    """The timer says 09:05 is due at 09:05:00.2: the Workflow runs through the local
+    executor, and its success is recorded in the store (counted once, no longer active).
+    The same instant delivered again is already decided: nothing runs twice."""
+    harness.write(cron_workflow("report", "echo report ran"))
+    service = harness.started()
+    harness.clock.set(at(5, 0.2))
+
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the run's success to be recorded")
+    service.on_due("default/report", [at(5)])
+
+    history = harness.store.history("default/report")
+    assert (history.succeeded, history.failed, history.active) == (1, 0, ())
+    assert history.cursor == at(5)
+    assert history.last_scheduled_time == at(5)
+    (run,) = harness.store.runs("default/report")
+    assert (run.scheduled_at, run.decision, run.phase) == (at(5), "Spawned", "Succeeded")
+    assert "report ran" in harness.log(service, "report", at(5)).read_text().splitlines()
+    samples = scrape(service)
+    labels = (("name", "report"), ("namespace", "default"))
+    assert samples[("cronwf_triggered_total", labels)] == 1
+    assert samples[("cronwf_schedule_lag_seconds_count", ())] == 1
+    assert samples[("cronwf_schedule_lag_seconds_sum", ())] == pytest.approx(0.2)
+
+
+def test_a_late_instant_with_a_starting_deadline_is_caught_up(harness: Harness) -> None:
+    """Delivered 10 s after the instant (``late_after`` is 5 s), the instant goes through
+    catch-up: within ``startingDeadlineSeconds`` it still runs, marked as a catch-up."""
+    harness.write(cron_workflow("report", startingDeadlineSeconds=60))
+    service = harness.started(late_after=5.0)
+    harness.clock.set(at(5, 10))
+
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the caught-up run to succeed")
+
+    assert harness.store.history("default/report").last_scheduled_time == at(5)
+    assert harness.log(service, "report", at(5)).exists()
+    # A catch-up run is late by design: it says nothing about the timer's lag.
+    assert scrape(service)[("cronwf_schedule_lag_seconds_count", ())] == 0
+
+
+def test_a_late_instant_without_a_starting_deadline_is_missed(harness: Harness) -> None:
+    """Without ``startingDeadlineSeconds`` a late instant is recorded missed (``deadline``),
+    decided for good, and nothing runs."""
+    harness.write(cron_workflow("report"))
+    service = harness.started(late_after=5.0)
+    harness.clock.set(at(5, 10))
+
+    service.on_due("default/report", [at(5)])
+
+    history = harness.store.history("default/report")
+    assert history.cursor == at(5)
+    assert history.last_scheduled_time is None
+    (run,) = harness.store.runs("default/report")
+    assert (run.scheduled_at, run.decision, run.reason) == (at(5), "Missed", "deadline")
+    assert not harness.log(service, "report", at(5)).exists()
+    labels = (("name", "report"), ("namespace", "default"), ("reason", "deadline"))
+    assert scrape(service)[("cronwf_missed_total", labels)] == 1
+
+
+def test_an_instant_within_late_after_is_ticked_normally(harness: Harness) -> None:
+    """Up to ``late_after`` seconds late, an instant is an ordinary tick, even without a
+    starting deadline."""
+    harness.write(cron_workflow("report"))
+    service = harness.started(late_after=5.0)
+    harness.clock.set(at(5, 4))
+
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the run to succeed")
+
+    assert harness.store.runs("default/report")[0].decision == "Spawned"
+
+
+def test_an_unknown_cron_workflow_is_ignored(harness: Harness) -> None:
+    """A fire for a key no longer in the catalog (deleted meanwhile) decides nothing."""
+    harness.write(cron_workflow("report"))
+    service = harness.started()
+    harness.clock.set(at(5, 0.1))
+
+    service.on_due("default/deleted", [at(5)])
+
+    assert harness.store.calls.get("default/deleted", 0) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Store outages
+
+
+def test_a_degraded_store_makes_the_service_decide_nothing_and_not_ready(
+    harness: Harness,
+) -> None:
+    """When the store is unreachable, the tick leaves its instant undecided and the service
+    reports itself not ready (``/readyz`` 503 with the error); later fires do not even ask
+    the store. Once it answers again, catch-up decides the instants that passed."""
+    harness.write(cron_workflow("report"))
+    service = harness.started()
+    assert service.ready().store_reachable
+    harness.store.down = True
+    harness.clock.set(at(5, 0.1))
+
+    service.on_due("default/report", [at(5)])
+
+    readiness = service.ready()
+    assert (readiness.store_reachable, readiness.ready) == (False, False)
+    assert "test outage" in readiness.detail["storeError"]
+    status, body = get(service, "/readyz")
+    assert status == 503
+    assert json.loads(body)["storeReachable"] is False
+    asked = harness.store.calls["default/report"]
+    harness.clock.set(at(10, 0.1))
+    service.on_due("default/report", [at(10)])
+    assert harness.store.calls["default/report"] == asked
+    assert not harness.log(service, "report", at(5)).exists()
+
+    harness.store.down = False
+    wait_until(lambda: service.ready().store_reachable, "the service to recover")
+
+    assert [
+        (r.scheduled_at, r.decision, r.reason) for r in harness.store.runs("default/report")
+    ] == [
+        (at(10), "Missed", "deadline"),
+        (at(5), "Missed", "superseded"),
+    ]
+    assert get(service, "/readyz")[0] == 200
+
+
+def test_completions_during_an_outage_are_counted_once_after_recovery(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A run that finishes while the store is unreachable is buffered, and recorded once the
+    store answers again: counted once, no longer active."""
+    gate = tmp_path / "gate"
+    harness.write(
+        cron_workflow(
+            "report", 'while [ ! -e "$GATE" ]; do sleep 0.02; done', env={"GATE": str(gate)}
+        )
+    )
+    service = harness.started()
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    assert harness.store.history("default/report").active == (workflow_name("report", at(5)),)
+
+    harness.store.down = True
+    gate.touch()
+    wait_until(lambda: not service.ready().store_reachable, "the completion to hit the outage")
+    wait_until(lambda: executor(service).running() == [], "the run's thread to end")
+    assert harness.store.history("default/report").succeeded == 0
+
+    harness.store.down = False
+    wait_until(succeeded(harness.store, "default/report"), "the buffered completion")
+    wait_until(lambda: service.ready().store_reachable, "the service to recover")
+
+    history = harness.store.history("default/report")
+    assert (history.succeeded, history.failed, history.active) == (1, 0, ())
+    assert harness.store.runs("default/report")[0].phase == "Succeeded"
+
+
+def test_a_run_finishing_while_the_service_recovers_is_not_lost(
+    harness: Harness,
+) -> None:
+    """Recovery catches up every CronWorkflow, and a catch-up run can finish before recovery
+    is over (its completion is then buffered, the store still counting as unreachable). It
+    must be recorded like any other, not left in the buffer with the run active forever
+    (with ``Forbid``, blocking every later instant)."""
+    harness.write(
+        cron_workflow("first", startingDeadlineSeconds=300, concurrencyPolicy="Forbid"),
+        cron_workflow("second", startingDeadlineSeconds=300),
+    )
+    service = harness.started()
+    harness.store.down = True
+    harness.clock.set(at(5, 10))
+    service.on_due("default/first", [at(5)])
+    assert not service.ready().store_reachable
+    first_log = harness.log(service, "first", at(5))
+    held = threading.Event()
+
+    def hold_until_first_run_is_over(key: str) -> None:
+        # Catch-up of "second" starts after "first" was spawned: let that run end first.
+        if key == "default/second" and first_log.exists() and not held.is_set():
+            held.set()
+            deadline = time.monotonic() + BOUND
+            while executor(service).running() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    harness.store.before_load = hold_until_first_run_is_over
+    harness.store.down = False
+    wait_until(lambda: service.ready().store_reachable, "the service to recover")
+    assert held.is_set(), "the catch-up of 'first' did not run during recovery"
+
+    wait_until(succeeded(harness.store, "default/first"), "the caught-up run to be counted")
+    assert harness.store.history("default/first").active == ()
+
+
+# --------------------------------------------------------------------------------------------
+# Leadership
+
+
+def test_a_standby_decides_nothing(harness: Harness) -> None:
+    """Another replica holds the lock: this one keeps its catalog and timer but writes no
+    history and runs nothing. It is ready (it will take over), and says it is not leading."""
+    harness.write(cron_workflow("report"))
+    service = harness.started(FakeLeadership(token=None))
+    harness.clock.set(at(5, 0.1))
+
+    service.on_due("default/report", [at(5)])
+
+    assert harness.store.inner.load("default/report") is None
+    assert harness.store.calls == {}
+    assert not (harness.tmp_path / "state" / "runs").exists()
+    readiness = service.ready()
+    assert (readiness.leader, readiness.ready) == (False, True)
+    assert scrape(service)[("cronwf_is_leader", ())] == 0
+
+
+def test_losing_the_lead_stops_acting_at_once(harness: Harness) -> None:
+    """When a renewal fails the replica stops acting: later fires decide nothing."""
+    harness.write(cron_workflow("report"))
+    leadership = FakeLeadership(token=7)
+    service = harness.started(leadership, renew_interval=0.1)
+    assert service.is_leader()
+
+    leadership.lose()
+    wait_until(lambda: not service.is_leader(), "the lead to be given up")
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+
+    assert harness.store.history("default/report").cursor == T0
+    assert not harness.log(service, "report", at(5)).exists()
+    assert scrape(service)[("cronwf_is_leader", ())] == 0
+
+
+def test_a_fenced_out_claim_makes_the_replica_step_down(harness: Harness) -> None:
+    """A deposed leader that has not noticed yet finds its claim refused by the fence: it
+    spawns nothing and stops acting at once, before any renewal."""
+    harness.write(cron_workflow("report"))
+    service = harness.started(FakeLeadership(token=7), renew_interval=60.0)
+    harness.store.fenced = True
+    harness.clock.set(at(5, 0.1))
+
+    service.on_due("default/report", [at(5)])
+
+    assert not service.is_leader()
+    assert service.ready().store_reachable
+    assert not harness.log(service, "report", at(5)).exists()
+
+
+def test_shutdown_releases_the_lead(harness: Harness) -> None:
+    harness.write(cron_workflow("report"))
+    leadership = FakeLeadership(token=7)
+    service = harness.started(leadership)
+
+    service.shutdown()
+
+    assert leadership.released
+    assert not service.is_leader()
+
+
+# --------------------------------------------------------------------------------------------
+# What metrics and probes show
+
+
+def test_gauges_report_each_state_and_the_schedule_times(harness: Harness) -> None:
+    """``active``, ``suspended``, ``stopped`` (by the stop strategy, after a failed run) and
+    ``invalid`` (a malformed schedule: no timer job, no next time); next times come from the
+    timer, last times from what was spawned; the fleet counts by state."""
+    harness.write(
+        cron_workflow("active"),
+        cron_workflow("paused", suspend=True),
+        cron_workflow("fragile", "exit 1", stopStrategy={"expression": "cronworkflow.failed >= 1"}),
+        cron_workflow("broken", schedule="61 * * * *"),
+    )
+    service = harness.started()
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/fragile", [at(5)])
+    wait_until(
+        lambda: harness.store.history("default/fragile").phase is Phase.STOPPED,
+        "the stop strategy to stop 'fragile'",
+    )
+
+    by_name = {g.name: g for g in service.gauges()}
+
+    expected_next = Schedule([EVERY_FIVE_ON_LEAP_DAY]).next_after(datetime.now(UTC))
+    assert expected_next is not None
+    leap_day = expected_next.timestamp()
+    assert by_name == {
+        "active": CronWorkflowGauges("default", "active", "active", leap_day, None, 300.0),
+        "paused": CronWorkflowGauges("default", "paused", "suspended", leap_day, None, 300.0),
+        "fragile": CronWorkflowGauges(
+            "default", "fragile", "stopped", leap_day, at(5).timestamp(), 300.0
+        ),
+        "broken": CronWorkflowGauges("default", "broken", "invalid", None, None, None),
+    }
+    samples = scrape(service)
+    for state in ("active", "suspended", "stopped", "invalid"):
+        assert samples[("cronwf_cronworkflows", (("state", state),))] == 1
+    assert samples[("cronwf_stopped", (("name", "fragile"), ("namespace", "default")))] == 1
+    readiness = service.ready()
+    assert (readiness.detail["cronWorkflows"], readiness.detail["invalid"]) == (4, 1)
+
+
+def test_an_invalid_cron_workflow_is_reported_and_never_fires(harness: Harness) -> None:
+    """A spec error is the user's: recorded as a ``SpecError`` condition and counted, never
+    run; the other CronWorkflows are not disturbed."""
+    harness.write(cron_workflow("broken", schedule="61 * * * *"), cron_workflow("report"))
+    service = harness.started()
+
+    assert "SpecError" in harness.store.history("default/broken").conditions
+    assert scrape(service)[("cronwf_spec_errors_total", ())] == 1
+    assert service.timer.keys() == ["default/report"]
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the valid one to run")
+
+
+def test_a_removed_manifest_is_forgotten(harness: Harness) -> None:
+    """Deleting a manifest removes the CronWorkflow from the timer, the store and the
+    metrics, within a reload interval."""
+    harness.write(cron_workflow("report"), file="report.yaml")
+    harness.write(cron_workflow("kept"), file="kept.yaml")
+    service = harness.started(reload_interval=0.1)
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the run to succeed")
+
+    (harness.manifests / "report.yaml").unlink()
+    wait_until(lambda: service.timer.keys() == ["default/kept"], "the reload")
+
+    assert harness.store.inner.load("default/report") is None
+    assert [g.name for g in service.gauges()] == ["kept"]
+    assert not any(dict(labels).get("name") == "report" for _, labels in scrape(service))
+
+
+def test_metrics_are_served_while_the_service_starts(harness: Harness) -> None:
+    """HTTP is up before the lead is taken (taking it syncs and catches up every
+    CronWorkflow, which takes a while on a large fleet), so Prometheus may scrape meanwhile.
+    Pins a bug: the timer is started last, and until then ``Timer.next_fire`` raises
+    ``AttributeError`` (APScheduler's pending jobs have no next run time), so the scrape
+    fails."""
+    harness.write(cron_workflow("report"))
+    leadership = FakeLeadership(token=7)
+    leadership.proceed = threading.Event()
+    service = harness.service(leadership)
+    starting = threading.Thread(target=service.start, name="test-service-start")
+    starting.start()
+    try:
+        assert leadership.acquiring.wait(BOUND)
+        try:
+            status, body = get(service, "/metrics")
+        except (http.client.HTTPException, ConnectionError) as error:
+            pytest.fail(f"/metrics during start-up failed: {error!r}")
+    finally:
+        leadership.proceed.set()
+        starting.join(BOUND)
+
+    assert status == 200
+    assert b'cronwf_next_schedule_time_seconds{name="report",namespace="default"}' in body
