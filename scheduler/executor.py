@@ -35,6 +35,7 @@ from typing import Any
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import rfc3339, workflow_name
+from scheduler.engine import SinkUnavailable
 
 __all__ = ["LocalExecutor", "LocalRun", "RunFinished"]
 
@@ -144,6 +145,7 @@ class LocalExecutor:
         self._running: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._threads: dict[tuple[str, str], threading.Thread] = {}
         self._stopping = False
+        self._terminating: set[tuple[str, str]] = set()
         self._interrupted: set[tuple[str, str]] = set()
 
     def log_path(self, namespace: str, workflow: str) -> Path:
@@ -152,6 +154,11 @@ class LocalExecutor:
     # -- Sink -------------------------------------------------------------------------------
 
     def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        with self._lock:
+            if self._stopping:
+                # A tick still finishing during shutdown: leave the instant undecided for the
+                # next start to catch up, rather than start a run only to kill it.
+                raise SinkUnavailable("the local executor is shutting down")
         name = workflow_name(spec.name, scheduled_at)
         path = self.log_path(spec.namespace, name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +185,12 @@ class LocalExecutor:
 
     def terminate(self, namespace: str, workflow: str) -> None:
         with self._lock:
-            process = self._running.get((namespace, workflow))
+            key = (namespace, workflow)
+            process = self._running.get(key)
+            thread = self._threads.get(key)
+            if process is None and thread is not None and thread.is_alive():
+                # Spawned but not started yet: it is killed as soon as it starts.
+                self._terminating.add(key)
         if process is not None and process.poll() is None:
             _kill(process, signal.SIGTERM)
 
@@ -196,6 +208,7 @@ class LocalExecutor:
         finally:
             with self._lock:
                 self._running.pop(key, None)
+                self._terminating.discard(key)
                 interrupted = key in self._interrupted
         log_file.write(f"# {phase.value}: {message}\n".encode())
         log_file.close()
@@ -236,7 +249,7 @@ class LocalExecutor:
                 return WorkflowPhase.FAILED, f"cannot start {argv[0]!r}: {error.strerror}"
             with self._lock:
                 self._running[key] = process
-                if self._stopping:
+                if self._stopping or key in self._terminating:
                     _kill(process, signal.SIGTERM)
             try:
                 code = process.wait(timeout=run.timeout)

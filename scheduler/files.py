@@ -90,6 +90,12 @@ class FileSource:
         messages: list[str] = []
         for entry in manifests.entries:
             if isinstance(entry, LoadedCronWorkflow):
+                if entry.key in specs:
+                    messages.append(
+                        f"{entry.source} {entry.key}: defined twice in this file: the first "
+                        "definition is used; each namespace/name must be unique"
+                    )
+                    continue
                 specs[entry.key] = entry.spec
             elif isinstance(entry, ManifestError):
                 where = f"{entry.source} {entry.key}" if entry.key else str(entry.source)

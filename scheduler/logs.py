@@ -62,10 +62,16 @@ class EventLog:
         scheduled = getattr(event, "scheduled_at", None)
         if scheduled is not None:
             fields["scheduledTime"] = rfc3339(scheduled)
-        for name in ("workflow", "reason", "phase", "message"):
+        # "message" is a LogRecord attribute: the event's message travels as "detail".
+        for name, field in (
+            ("workflow", "workflow"),
+            ("reason", "reason"),
+            ("phase", "phase"),
+            ("message", "detail"),
+        ):
             value = getattr(event, name, None)
             if value is not None:
-                fields[name] = str(value)
+                fields[field] = str(value)
         if isinstance(event, Spawned):
             fields["workflowCreated"] = event.created
             fields["catchUp"] = event.catch_up

@@ -37,22 +37,35 @@ __all__ = ["CronWorkflowGauges", "FleetView", "Metrics", "expected_interval"]
 _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _INTERVAL_SAMPLES = 64
 _INTERVAL_HORIZON = 400 * 86_400
+_PROBE_STEP = 3 * 3600
+_PROBE_SPAN = 8 * 86_400
 
 
 def expected_interval(schedule: Schedule, now: datetime) -> float | None:
-    """The longest gap between consecutive instants over the next instants (None: never
-    fires, or fires once)."""
+    """The longest gap between consecutive instants, looking ahead (None: fires at most once).
+
+    Two samples, because neither alone sees every shape: the next instants one after the
+    other (the rhythm of sparse schedules, and gaps inside a day), and the gap around a probe
+    every few hours over the next eight days (nights and weekends of dense schedules such as
+    ``*/5 9-17 * * 1-5``: any gap longer than the probe step contains a probe).
+    """
     start = int(now.timestamp())
-    previous = schedule.next_after_ts(start)
-    if previous is None:
+    first = schedule.next_after_ts(start)
+    if first is None:
         return None
     longest = 0
+    previous = first
     for _ in range(_INTERVAL_SAMPLES):
         following = schedule.next_after_ts(previous)
-        if following is None or following - start > _INTERVAL_HORIZON:
+        if following is None or (longest and following - first > _INTERVAL_HORIZON):
             break
         longest = max(longest, following - previous)
         previous = following
+    for probe in range(first, first + _PROBE_SPAN, _PROBE_STEP):
+        before = schedule.latest_at_or_before_ts(probe)
+        after = schedule.next_after_ts(probe)
+        if before is not None and after is not None:
+            longest = max(longest, after - before)
     return float(longest) if longest else None
 
 

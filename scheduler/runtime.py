@@ -269,8 +269,8 @@ class Service:
                 )
         self._reload()
         self._sources_loaded = not isinstance(self.source, KubeSource) or self.source.synced
+        self.timer.start()  # safe before leading: on_due decides nothing until then
         self._lead()
-        self.timer.start()
         self._loop = threading.Thread(target=self._housekeeping, name="cronwf-loop", daemon=True)
         self._loop.start()
         log.info(
@@ -366,6 +366,8 @@ class Service:
                 scheduled_at=run.scheduled_at,
                 finished_at=run.finished_at,
             )
+        except FencedOut as error:
+            self._step_down(str(error))  # the new leader's watcher or reconciliation counts it
         except StoreUnavailable as error:
             with self._lock:
                 self._buffered.append(run)
@@ -488,6 +490,8 @@ class Service:
     def _quietly(self, action: Callable[[], object]) -> None:
         try:
             action()
+        except FencedOut as error:
+            self._step_down(str(error))
         except StoreUnavailable as error:
             self._set_degraded(str(error))
 

@@ -133,10 +133,13 @@ class Timer:
     def next_fire(self, key: str) -> datetime | None:
         """The next instant ``key`` fires at, if it has a job."""
         job = self._scheduler.get_job(key)
-        if job is None or job.next_run_time is None:
+        if job is None:
             return None
-        next_run: datetime = job.next_run_time
-        return next_run.astimezone(UTC)
+        # A job added before the scheduler started has no next_run_time yet.
+        next_run: datetime | None = getattr(job, "next_run_time", None)
+        if next_run is None:
+            next_run = job.trigger.get_next_fire_time(None, datetime.now(UTC))
+        return None if next_run is None else next_run.astimezone(UTC)
 
     def keys(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()]

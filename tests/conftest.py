@@ -149,3 +149,26 @@ def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+# --- Kubernetes API emulator --------------------------------------------------------------
+# kmock's KubernetesEmulator extended with the API server's semantics (tests/kube_emulator.py),
+# served over HTTP on 127.0.0.1 from a background thread.
+
+from kube_emulator import EmulatorServer  # noqa: E402
+from kubernetes.client import ApiClient  # noqa: E402
+
+
+@pytest.fixture
+def kube() -> Iterator[EmulatorServer]:
+    """A Kubernetes API emulator of this test alone (fresh state), already listening."""
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kube_client(kube: EmulatorServer) -> Iterator[ApiClient]:
+    """An official-client ``ApiClient`` for :func:`kube` (``Configuration(host=kube.url)``)."""
+    api = kube.api_client()
+    yield api
+    api.close()

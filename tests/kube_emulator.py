@@ -559,6 +559,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()  # kmock's discovery and our overridden _serve_* fallbacks
         self.fallback[kmock.method.PUT] << self._serve_replace
         self.fallback[kmock.method.DELETE] << self._serve_delete_collection
+        # The official client asks discovery with a trailing slash (/apis/, /api/v1/, ...).
+        self.fallback["get /api/"] << self._serve_api
+        self.fallback["get /apis/"] << self._serve_apis
+        self.fallback["get", re.compile(r"/apis/[^/]+/")] << self._serve_group
+        self.fallback["get", re.compile(r"/apis/[^/]+/[^/]+/")] << self._serve_version
+        self.fallback["get", re.compile(r"/api/[^/]+/")] << self._serve_version
         # kmock's load_bundled() reads the file with a deprecated importlib API (a warning,
         # hence an error in our test runs): same data, read the current way.
         self.resources.load_data(_bundled_resources())
@@ -1638,6 +1644,27 @@ class EmulatorServer:
         return kube_client.ApiClient(kube_client.Configuration(host=self.url))
 
     # --- direct access (no HTTP) ---
+
+    def register(
+        self,
+        resource: str,
+        *,
+        kind: str,
+        namespaced: bool = True,
+        shortnames: tuple[str, ...] = (),
+        subresources: tuple[str, ...] = (),
+        custom: bool = True,
+    ) -> None:
+        """Serve one more resource; see :meth:`KubeEmulator.register`."""
+        self._call(
+            self.emulator.register,
+            resource,
+            kind=kind,
+            namespaced=namespaced,
+            shortnames=shortnames,
+            subresources=subresources,
+            custom=custom,
+        )
 
     @property
     def revision(self) -> int:

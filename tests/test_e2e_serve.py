@@ -18,8 +18,12 @@ How the tests observe a replica:
 Schedules are ``@every 1s`` and runs are ``sh -c`` one-liners, so a scenario takes seconds;
 every wait polls against a deadline. Disruptions (``kill -9``, SIGTERM, stopping Redis) happen
 in the middle of a second, away from the whole-second instants, so no tick is half done when
-they strike and the assertions can be exact. The tests are marked ``e2e``: ``make test`` runs
-them after everything else, ``pytest -m e2e`` alone.
+they strike and the assertions can be exact. Two tests add 2000 idle CronWorkflows, so that a
+new leader's recovery (sync, orphans, catch-up of each) lasts about a second and timer ticks
+fire in the middle of it, as they do in a real fleet.
+
+The tests are marked ``e2e``: ``make test`` runs them after everything else, ``pytest -m e2e``
+alone.
 """
 
 from __future__ import annotations
@@ -69,15 +73,24 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Waiting, time and files
 
 
-def eventually(what: str, within: float, probe: Callable[[], T | None], every: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds."""
+def eventually(
+    what: str | Callable[[], str],
+    within: float,
+    probe: Callable[[], T | None],
+    every: float = 0.05,
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds.
+
+    ``what`` names the awaited condition; a callable is asked at failure time, so the message
+    can show the last observation.
+    """
     deadline = time.monotonic() + within
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what}")
+            pytest.fail(f"not within {within:g}s: {what() if callable(what) else what}")
         time.sleep(every)
 
 
@@ -187,6 +200,22 @@ def succeeded_runs(state_dir: Path, name: str) -> set[int]:
 # Replicas
 
 
+class Scrape:
+    """The samples of one ``/metrics`` response."""
+
+    def __init__(self, text: str) -> None:
+        self._samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+    def value(self, sample: str, **labels: str) -> float | None:
+        """The sum of the samples named ``sample`` that carry ``labels``; None if there is none."""
+        values = [
+            s.value
+            for s in self._samples
+            if s.name == sample and labels.items() <= s.labels.items()
+        ]
+        return sum(values) if values else None
+
+
 @dataclass
 class Replica:
     """One ``cronwf serve`` process, its port and its JSON log file."""
@@ -212,18 +241,16 @@ class Replica:
         reply = self.get("/readyz")
         return None if reply is None else (reply[0], json.loads(reply[1]))
 
-    def metric(self, sample: str, **labels: str) -> float | None:
-        """The value of one sample of ``/metrics`` (summed over unnamed labels), or None."""
+    def scrape(self) -> Scrape:
+        """One scrape of ``/metrics``."""
         reply = self.get("/metrics")
         assert reply is not None, f"{self.identity}: /metrics does not answer"
         assert reply[0] == 200, f"{self.identity}: /metrics: {reply}"
-        values = [
-            s.value
-            for family in text_string_to_metric_families(reply[1])
-            for s in family.samples
-            if s.name == sample and labels.items() <= s.labels.items()
-        ]
-        return sum(values) if values else None
+        return Scrape(reply[1])
+
+    def metric(self, sample: str, **labels: str) -> float | None:
+        """One value of a fresh scrape (see :meth:`Scrape.value`)."""
+        return self.scrape().value(sample, **labels)
 
     def is_leader(self) -> bool:
         state = self.readiness()
@@ -466,14 +493,16 @@ def test_a_single_replica_spawns_every_whole_second_once_and_stops_cleanly_on_si
     assert sorted(spawns) == sorted(set(spawns)), "an instant was spawned twice"
 
     assert replica.get("/healthz") == (200, "ok\n")
-    triggered = replica.metric("cronwf_triggered_total", namespace=NAMESPACE, name="tick")
+    metrics = replica.scrape()
+    triggered = metrics.value("cronwf_triggered_total", namespace=NAMESPACE, name="tick")
     assert triggered is not None
     assert triggered >= len(instants)
-    assert replica.metric("cronwf_is_leader") == 1
-    lag = replica.metric("cronwf_schedule_lag_seconds_count")
-    assert lag is not None
-    assert lag >= len(instants)
-    assert replica.metric("cronwf_schedule_lag_seconds_bucket", le="+Inf") == lag
+    assert metrics.value("cronwf_is_leader") == 1
+    lags = metrics.value("cronwf_schedule_lag_seconds_count")
+    assert lags is not None
+    assert lags >= len(instants)
+    assert metrics.value("cronwf_schedule_lag_seconds_bucket", le="+Inf") == lags
+    assert metrics.value("cronwf_schedule_lag_seconds_bucket", le="5.0") == lags
 
     assert replica.stop() == 0
     assert replica.messages()[-1] == "stopped"
@@ -523,7 +552,9 @@ def test_manifest_files_are_added_broken_and_removed_while_serving(
             4.0,
             lambda name=name: max(run_logs(state, name), default=0) > broken_at + 1,
         )
-    assert replica.readiness() is not None
+    still = replica.readiness()
+    assert still is not None
+    assert still[0] == 200
 
     # A removed file's CronWorkflow stops firing; the others go on.
     beta.unlink()
@@ -702,6 +733,42 @@ def test_a_leader_stopped_by_sigterm_releases_the_lock_and_a_standby_takes_over_
 # 5. Redis outage
 
 
+def redis_outage(
+    replica: Replica, server: RedisServer, seconds: float = 3.0
+) -> tuple[float, float]:
+    """Stop Redis at mid-second for ``seconds``, then restart it with its data.
+
+    Checks that ``/readyz`` turns 503 (``storeReachable: false``) during the outage and 200
+    again, leading, after it. Returns when Redis stopped and when its restart began (Unix
+    seconds): nothing could reach it in between.
+    """
+    wait_for_mid_second()
+    server.stop()
+    began = time.time()
+
+    def degraded() -> Record | None:
+        state = replica.readiness()
+        return state[1] if state is not None and state[0] == 503 else None
+
+    during = eventually("/readyz 503 during the outage", min(2.5, seconds), degraded)
+    assert during["ready"] is False
+    assert during["storeReachable"] is False
+    assert "storeError" in during
+    time.sleep(max(0.0, began + seconds - time.time()))
+    ended = time.time()
+    server.start()
+
+    def recovered() -> Record | None:
+        state = replica.readiness()
+        if state is None or state[0] != 200 or not state[1]["leader"]:
+            return None
+        return state[1]
+
+    after = eventually("/readyz 200 and leading after Redis restarted", 8.0, recovered)
+    assert after["storeReachable"] is True
+    return began, ended
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_a_redis_outage_turns_readiness_off_and_is_caught_up_without_double_runs_or_lost_completions(  # noqa: E501
@@ -713,43 +780,14 @@ def test_a_redis_outage_turns_readiness_off_and_is_caught_up_without_double_runs
     script = "sleep 2.2; echo done {{workflow.name}}"
     write_file(manifests / "slow.yaml", cron_workflow("slow", script=script, deadline=30))
     key = f"{NAMESPACE}/slow"
+    flags = ("--manifests", str(manifests), "--state-dir", str(state), *FAST_RELOAD)
     replica = replicas.start(
-        "--manifests",
-        str(manifests),
-        "--state-dir",
-        str(state),
-        "--redis-url",
-        persistent_redis.url,
-        *FAST_RELOAD,
-        *LEADERSHIP,
-        identity="solo",
+        *flags, "--redis-url", persistent_redis.url, *LEADERSHIP, identity="solo"
     )
     assert replicas.ready(replica)["leader"] is True
     eventually("a run completed", 8.0, lambda: replica.events(key, "Completed"))
 
-    wait_for_mid_second()
-    persistent_redis.stop()
-    outage_began = time.time()
-
-    def degraded() -> Record | None:
-        state_ = replica.readiness()
-        return state_[1] if state_ is not None and state_[0] == 503 else None
-
-    during = eventually("/readyz 503 during the outage", 2.5, degraded)
-    assert during["ready"] is False
-    assert during["storeReachable"] is False
-    assert "storeError" in during
-    time.sleep(max(0.0, outage_began + 3.0 - time.time()))
-    persistent_redis.start()
-    outage_ended = time.time()
-
-    def recovered() -> Record | None:
-        state_ = replica.readiness()
-        ok = state_ is not None and state_[0] == 200 and state_[1]["leader"]
-        return state_[1] if ok and state_ is not None else None
-
-    after = eventually("/readyz 200 and leading after Redis restarted", 8.0, recovered)
-    assert after["storeReachable"] is True
+    outage_began, outage_ended = redis_outage(replica, persistent_redis)
     caught_up = eventually(
         "the catch-up run",
         5.0,
@@ -761,7 +799,8 @@ def test_a_redis_outage_turns_readiness_off_and_is_caught_up_without_double_runs
         lambda: len([t for t in run_logs(state, "slow") if t > caught_up[0]]) >= 2,
     )
 
-    # Runs that finished while Redis was down: counted once, each, after it came back.
+    # Runs that finished while Redis was down are counted once each after it came back, and so
+    # is the catch-up run.
     finished_during_outage = sorted(
         t
         for t, path in run_logs(state, "slow").items()
@@ -770,16 +809,22 @@ def test_a_redis_outage_turns_readiness_off_and_is_caught_up_without_double_runs
         and final_line(path).startswith("# Succeeded:")
     )
     assert finished_during_outage, "no run finished during the outage: the scenario is void"
+    seen: list[str] = ["nothing yet"]
 
     def settled() -> Record | None:
-        """The history when the run logs did not change around reading it."""
+        """The history, once it counts every run whose log says Succeeded, read while no
+        run log changed; never counting more than those."""
         before = succeeded_runs(state, "slow")
         report = history(persistent_redis.url, key)
         later = succeeded_runs(state, "slow")
         assert report["succeeded"] <= len(later), "a completion was counted twice"
-        return report if before == later and report["succeeded"] == len(later) else None
+        seen[0] = f"succeeded={report['succeeded']}, logs say Succeeded: {sorted(later)}"
+        counted = before == later and report["succeeded"] == len(later)
+        return report if counted and caught_up[0] in later else None
 
-    report = eventually("succeeded == the runs whose log says Succeeded", 10.0, settled, every=0.2)
+    report = eventually(
+        lambda: f"the history counts every run that succeeded ({seen[0]})", 10.0, settled, 0.2
+    )
     assert report["failed"] == 0
     runs = runs_by_instant(report)
     assert {t: runs[t]["phase"] for t in finished_during_outage} == dict.fromkeys(
@@ -800,3 +845,40 @@ def test_a_redis_outage_turns_readiness_off_and_is_caught_up_without_double_runs
     assert_catch_up_rule(gap, runs, decided, after=max(before_outage))
     outage_seconds = range(math.ceil(outage_began), math.floor(outage_ended) + 1)
     assert set(outage_seconds) <= set(gap), "an instant of the outage was decided on time"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_recovery_from_a_redis_outage_with_a_large_catalog_still_decides_every_instant(
+    replicas: Replicas, persistent_redis: RedisServer, tmp_path: Path
+) -> None:
+    """With 2000 CronWorkflows, recovering from the outage (sync, buffered runs, orphans,
+    catch-up of each) takes over a second, so ticks of ``tick`` fire during it. Each of those
+    instants must be decided too, on time or by a catch-up (DESIGN §4, §5)."""
+    manifests, state = tmp_path / "manifests", tmp_path / "state"
+    write_file(manifests / "fleet.yaml", idle_fleet(2000))
+    write_file(manifests / "tick.yaml", cron_workflow("tick", script="echo tick", deadline=30))
+    key = f"{NAMESPACE}/tick"
+    flags = ("--manifests", str(manifests), "--state-dir", str(state), *FAST_RELOAD)
+    replica = replicas.start(
+        *flags, "--redis-url", persistent_redis.url, *LEADERSHIP, identity="solo"
+    )
+    assert replicas.ready(replica)["cronWorkflows"] == 2001
+    eventually("2 runs", 6.0, lambda: spawn_count(replica, key) >= 2)
+
+    outage_began, _ = redis_outage(replica, persistent_redis)
+    eventually("the catch-up run", 5.0, lambda: spawn_count(replica, key, catch_up=True) >= 1)
+    eventually(
+        "3 runs on time after the outage",
+        6.0,
+        lambda: len([t for t in run_logs(state, "tick") if t > outage_began + 5]) >= 3,
+    )
+    assert replica.stop() == 0
+
+    runs = runs_by_instant(history(persistent_redis.url, key))
+    decided = assert_each_instant_decided_once(runs, [replica], state, "tick")
+    before_outage = [t for t, e in decided.items() if unix_of(e) < outage_began]
+    gap = sorted(
+        t for t, e in decided.items() if e["event"] == "Missed" or e.get("catchUp") is True
+    )
+    assert_catch_up_rule(gap, runs, decided, after=max(before_outage))

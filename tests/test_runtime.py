@@ -553,11 +553,14 @@ def test_gauges_report_each_state_and_the_schedule_times(harness: Harness) -> No
     expected_next = Schedule([EVERY_FIVE_ON_LEAP_DAY]).next_after(datetime.now(UTC))
     assert expected_next is not None
     leap_day = expected_next.timestamp()
+    # Every five minutes on 29 February: the longest gap runs from 23:55 on one leap day to
+    # 00:00 on the next, four years later.
+    four_years = (4 * 365 + 1) * 86_400 - (23 * 3600 + 55 * 60)
     assert by_name == {
-        "active": CronWorkflowGauges("default", "active", "active", leap_day, None, 300.0),
-        "paused": CronWorkflowGauges("default", "paused", "suspended", leap_day, None, 300.0),
+        "active": CronWorkflowGauges("default", "active", "active", leap_day, None, four_years),
+        "paused": CronWorkflowGauges("default", "paused", "suspended", leap_day, None, four_years),
         "fragile": CronWorkflowGauges(
-            "default", "fragile", "stopped", leap_day, at(5).timestamp(), 300.0
+            "default", "fragile", "stopped", leap_day, at(5).timestamp(), four_years
         ),
         "broken": CronWorkflowGauges("default", "broken", "invalid", None, None, None),
     }
