@@ -48,6 +48,9 @@ Gaps of kmock 0.8 fixed here, and how:
    stop and start listening on the same port (:meth:`~EmulatorServer.outage`).
 7. **Events and Leases** are ordinary resources here (both are in kmock's bundled discovery
    data), so core/v1 ``events`` and ``coordination.k8s.io/v1`` ``leases`` get the above.
+8. **Discovery** also answers the trailing-slash paths the official client asks (``/apis/``,
+   ``/api/v1/``, ``/apis/<group>/<version>/``), and the bundled resource data is read without
+   kmock's deprecated ``importlib.resources.read_binary`` (a warning, so an error here).
 
 :class:`EmulatorServer` serves an emulator from a thread with its own event loop, so that
 synchronous tests and separate ``cronwf`` processes can use it. It serves kmock's handler with
@@ -61,10 +64,13 @@ emulator itself) call :class:`KubeEmulator` methods directly; from any other thr
 
 Not faithful (on purpose or out of scope): server-side apply (415); strategic merge without
 merge keys or directives; no admission, defaulting or schema validation beyond names and
-labels; namespaces need not exist, and ``/api/v1/namespaces`` is not served (kmock's URL
+labels, and no normalization of what is stored (a Lease's MicroTime keeps the client's
+format); namespaces need not exist, and ``/api/v1/namespaces`` is not served (kmock's URL
 parser reads ``namespaces/<x>`` as a namespace); ``continue`` tokens page over the current
 state, not a snapshot, and never expire; a watch from a version newer than the current one
-waits instead of answering "too large resource version"; no graceful deletion of pods.
+waits instead of answering "too large resource version"; no graceful deletion of pods; PUT
+never creates (the API server allows it for a few built-ins, Leases among them): where unsure,
+the emulator is the stricter of the two.
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ import jsonpatch
 import jsonpointer
 import kmock
 import yaml
+from kmock import Response  # type: ignore[attr-defined]  # public, but not in __all__
 from kubernetes import client as kube_client
 
 __all__ = [
@@ -318,8 +325,8 @@ class _Rejection(Exception):
     def body(self) -> dict[str, Any]:
         return _status(self.code, self.reason, self.message, self.details)
 
-    def response(self) -> kmock.Response:
-        return kmock.Response(status=self.code, payload=self.body)
+    def response(self) -> Response:
+        return Response(status=self.code, payload=self.body)
 
 
 def _status(code: int, reason: str, message: str, details: Mapping[str, Any]) -> dict[str, Any]:
@@ -415,9 +422,8 @@ class _Watch:
     def selects(self, obj: Mapping[str, Any] | None) -> bool:
         if obj is None:
             return False
-        return self.labels.matches(obj.get("metadata", {}).get("labels")) and self.fields.matches(
-            obj
-        )
+        labels = (obj.get("metadata") or {}).get("labels")
+        return self.labels.matches(labels) and self.fields.matches(obj)
 
     def translate(self, change: _Change) -> dict[str, Any] | None:
         """The event this watch sees for a change, as the watch cache filters it."""
@@ -531,8 +537,8 @@ def _header(request: kmock.Request, name: str) -> str:
     return ""
 
 
-def _ok(body: Any, status: int = 200) -> kmock.Response:
-    return kmock.Response(status=status, payload=body)
+def _ok(body: Any, status: int = 200) -> Response:
+    return Response(status=status, payload=body)
 
 
 @attrs.define(kw_only=True)
@@ -565,9 +571,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self.fallback["get", re.compile(r"/apis/[^/]+/")] << self._serve_group
         self.fallback["get", re.compile(r"/apis/[^/]+/[^/]+/")] << self._serve_version
         self.fallback["get", re.compile(r"/api/[^/]+/")] << self._serve_version
-        # kmock's load_bundled() reads the file with a deprecated importlib API (a warning,
-        # hence an error in our test runs): same data, read the current way.
-        self.resources.load_data(_bundled_resources())
+        self.resources.load_data(_bundled_resources())  # what kmock's load_bundled() reads
         for plural, kind, shortnames, namespaced in ARGO_RESOURCES:
             self.register(
                 f"{ARGO_GROUP}/{ARGO_VERSION}/{plural}",
@@ -685,8 +689,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return await super(kmock.KubernetesEmulator, self)._handle(request)
 
     # --- serving (kmock fallbacks) ---
+    # kmock calls these as reaction payloads; a plain callable returning a Response (with an
+    # async generator as the payload of a watch) serves as well as its coroutines do.
 
-    def _serve_list(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_list(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=False)
             labels, fields = self._selectors(request)
@@ -716,7 +722,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_fetch(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_fetch(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=True)
             assert request.name is not None
@@ -727,37 +733,37 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_create(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_create(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=False)
             if target.namespaced and request.namespace is None:
                 raise _Rejection(
                     405, "the server does not allow this method on the requested resource"
                 )
-            return _ok(self.create(target, request.namespace, request.data), status=201)
+            return _ok(self._create_object(target, request.namespace, request.data), status=201)
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_replace(self, request: kmock.Request) -> kmock.Response:
+    def _serve_replace(self, request: kmock.Request) -> Response:
         try:
             target = self._target(request, named=True)
             if request.name is None:
                 raise _Rejection(
                     405, "the server does not allow this method on the requested resource"
                 )
-            obj = self.replace(
+            obj = self._replace_object(
                 target, request.namespace, request.name, request.data, request.subresource
             )
             return _ok(obj)
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_update(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_update(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=True)
             assert request.name is not None
             content_type = _header(request, "Content-Type").split(";")[0].strip().lower()
-            obj = self.patch(
+            obj = self._patch_object(
                 target,
                 request.namespace,
                 request.name,
@@ -769,12 +775,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_delete(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_delete(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=True)
             assert request.name is not None
             options = request.data if isinstance(request.data, Mapping) else {}
-            obj, deleted = self.delete(target, request.namespace, request.name, options)
+            obj, deleted = self._delete_object(target, request.namespace, request.name, options)
             if deleted and not target.custom and target.plural != "pods":
                 # Built-ins (but pods) answer with a Status; custom resources with the object.
                 uid = obj.get("metadata", {}).get("uid")
@@ -790,7 +796,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_delete_collection(self, request: kmock.Request) -> kmock.Response:
+    def _serve_delete_collection(self, request: kmock.Request) -> Response:
         try:
             target = self._target(request, named=False)
             if request.name is not None:
@@ -799,7 +805,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             items = []
             for obj in self._select(target, request.namespace, labels, fields):
                 metadata = obj["metadata"]
-                deleted, _ = self.delete(target, metadata.get("namespace"), metadata["name"], {})
+                deleted, _ = self._delete_object(
+                    target, metadata.get("namespace"), metadata["name"], {}
+                )
                 items.append(deleted)
             return _ok(
                 {
@@ -812,7 +820,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         except _Rejection as rejection:
             return rejection.response()
 
-    def _serve_watch(self, request: kmock.Request) -> kmock.Response:  # type: ignore[override]
+    def _serve_watch(self, request: kmock.Request) -> Response:  # type: ignore[override]
         try:
             target = self._target(request, named=False)
             labels, fields = self._selectors(request)
@@ -927,7 +935,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     # --- the API operations (loop thread only) ---
 
-    def create(
+    def _create_object(
         self, target: _Target, namespace: str | None, body: Any, *, strict: bool = True
     ) -> dict[str, Any]:
         """POST: a new object, 409 ``AlreadyExists`` if the name is taken."""
@@ -988,7 +996,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         obj = {**body, "apiVersion": target.api_version, "kind": target.kind, "metadata": metadata}
         return self._write(target, namespace, name, obj, None)
 
-    def replace(
+    def _replace_object(
         self,
         target: _Target,
         namespace: str | None,
@@ -1033,7 +1041,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         body["metadata"] = metadata
         return self._update(target, old, self._merge_system_fields(target, old, body, subresource))
 
-    def patch(
+    def _patch_object(
         self,
         target: _Target,
         namespace: str | None,
@@ -1074,7 +1082,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             target, old, self._merge_system_fields(target, old, patched, subresource)
         )
 
-    def delete(
+    def _delete_object(
         self,
         target: _Target,
         namespace: str | None,
@@ -1335,22 +1343,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         namespace = (metadata.get("namespace") or "default") if target.namespaced else None
         name = metadata.get("name")
         if name and self._current(target, namespace, name) is not None:
-            return copy.deepcopy(self.replace(target, namespace, name, obj, force=True))
-        return copy.deepcopy(self.create(target, namespace, obj, strict=False))
+            return copy.deepcopy(self._replace_object(target, namespace, name, obj, force=True))
+        return copy.deepcopy(self._create_object(target, namespace, obj, strict=False))
 
     def patch_object(
         self, resource: str, namespace: str | None, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Merge-patch an object (status included) without preconditions."""
         target = self.resolve(resource)
-        return copy.deepcopy(self.patch(target, namespace, name, patch, MERGE_PATCH))
+        return copy.deepcopy(self._patch_object(target, namespace, name, patch, MERGE_PATCH))
 
     def delete_object(self, resource: str, namespace: str | None, name: str) -> bool:
         """Delete (or mark for deletion, with finalizers); False if there was none."""
         target = self.resolve(resource)
         if self._current(target, namespace, name) is None:
             return False
-        self.delete(target, namespace, name, {})
+        self._delete_object(target, namespace, name, {})
         return True
 
     def set_workflow_phase(

@@ -665,13 +665,17 @@ def test_an_outage_ends_watches_and_heals_by_itself(
 def test_events_are_accepted_and_listable(core: client.CoreV1Api) -> None:
     body = {
         "metadata": {"name": "nightly.17c1", "namespace": NS},
-        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CronWorkflow"},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CronWorkflow",
+            "name": "nightly",
+            "namespace": NS,
+        },
         "reason": "Spawned",
         "message": "created nightly-1",
         "type": "Normal",
         "source": {"component": "cronwf"},
     }
-    body["involvedObject"]["name"] = "nightly"
     created = core.create_namespaced_event(NS, client.CoreV1Event.model_validate(body))
     assert created.metadata.resource_version
     listed = core.list_namespaced_event(NS, field_selector="involvedObject.name=nightly")
