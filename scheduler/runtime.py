@@ -486,6 +486,9 @@ class Service:
 
     def _sync(self, cron_workflow: CronWorkflow, now: datetime) -> None:
         self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+        # A CronWorkflow that arrives with a status.lastScheduledTime (taken over from Argo's
+        # controller) has instants to catch up since then.
+        self.engine.catch_up(cron_workflow, now)
 
     def _quietly(self, action: Callable[[], object]) -> None:
         try:
