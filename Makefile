@@ -22,6 +22,9 @@ system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo "redis-server is missing: installing Debian's package"; \
 		apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "promtool is missing: installing Debian's prometheus package"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }
 
 run: $(STAMP)
 	$(BIN)/cronwf lint $(EXAMPLES)

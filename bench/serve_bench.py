@@ -19,13 +19,18 @@ prints a table and writes ``bench/results/serve.json``.
 
 Scenarios (targets of the issue):
 
-1. **burst**: N CronWorkflows on ``* * * * *`` (time zones rotate among UTC, Paris, New York
-   and Kolkata: the same instants) are all due at the first minute boundary after the
-   service has started. Measured from that instant: the first and last timer fire, the spawn
-   lag of every tick, the time until the last spawn was recorded in Redis (target: all N
-   within 5 s), throughput (N / that time), process CPU and Redis CPU over the burst, and the
-   peak RSS of the process. Run with 8 timer workers (the default of ``--workers``) and 16.
-   Afterwards every CronWorkflow's cursor and run record are checked in Redis.
+1. **burst**: N CronWorkflows on ``* * * * *`` (time zones rotate among none, UTC, Paris,
+   New York and Kolkata: the same instants) are all due at the first minute boundary after
+   the service has started. Measured from that instant: the first and last timer fire, the
+   spawn lag of every tick (sink call minus instant), the time until every instant was
+   decided and until the last spawn was recorded in Redis (target: all N spawned and
+   recorded within 5 s), throughput (decisions / time to the last one), process CPU (and in
+   cores) and Redis CPU over the burst, and the peak RSS of the process. Run with 8 timer
+   workers (the default of ``serve --workers``) and 16. Afterwards every CronWorkflow's
+   cursor and run record are checked in Redis. Note that the runtime routes a tick that
+   starts more than ``late_after`` (5 s) after its instant through catch-up, which, with no
+   ``startingDeadlineSeconds`` (these manifests set none, like most), records it ``Missed``:
+   the table counts those.
 2. **spread**: N CronWorkflows that fire about once a minute at different seconds. Cron is
    minute-granular and ``@every d`` fires at the Unix times that are multiples of ``d``, so
    the only sub-minute spread the dialect allows is a mix of ``@every`` periods. We use 17
@@ -34,19 +39,26 @@ Scenarios (targets of the issue):
    coincide only when their product divides the second (about 4 % of seconds), and on
    average a CronWorkflow fires 1.06 times a minute. That is burstier than the ideal of N/60
    every second (each busy second has N/17 ticks), so the table also shows the ticks due per
-   busy second. Over a window of wall time (120 s by default) every spawn's lag (sink call
-   minus scheduled instant) gives p50/p90/p99/max (target: p99 < 250 ms), with the CPU used
-   (in cores) and the RSS sampled every half second (target: < 300 MB at 10,000).
+   busy second. Over a window of wall time (120 s by default) every spawn's lag gives
+   p50/p90/p99/max (target: p99 < 250 ms), with the CPU used (in cores) and the RSS sampled
+   every half second (target: < 300 MB at 10,000).
+
+Each result also says where start-up went (loading the manifests; taking the lead, which
+syncs and catches up every CronWorkflow; whether the lead was lost meanwhile), how long each
+catalog diff of the 2 s manifest poll held the service lock, the garbage collections during
+the measurement, and the machine's load average (other processes skew every figure).
 
 ``--quick`` is a smoke run (1,000 CronWorkflows, 8 workers, a 30 s window); ``--count``
-changes the largest fleet; ``--profile`` runs one burst under cProfile (every thread) and
-prints where the time goes instead of measuring.
+changes the largest fleet, ``--workers`` and ``--window`` the other knobs; ``--profile``
+runs one burst with every thread under cProfile and prints where the time goes (cProfile
+slows everything down: use it for proportions, not figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import math
@@ -68,7 +80,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 
@@ -176,6 +188,7 @@ def write_manifests(folder: Path, count: int, scenario: str) -> None:
 
 
 def key_of(index: int) -> str:
+    """The ``namespace/name`` of CronWorkflow number ``index`` (as :func:`manifest` names it)."""
     return f"team-{index % NAMESPACES:02d}/job-{index:05d}"
 
 
@@ -298,7 +311,8 @@ def max_rss_mb() -> float:
 
 
 def redis_cpu_seconds(client: redis.Redis) -> float:
-    info = client.info("cpu")
+    """CPU time the Redis server has used so far (user + system)."""
+    info = cast(dict[str, Any], client.info("cpu"))
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
@@ -313,6 +327,8 @@ def sleep_until(moment: float) -> None:
 
 @dataclass(frozen=True)
 class Params:
+    """What the parent asks a child to run (passed as JSON on its command line)."""
+
     scenario: str
     count: int
     workers: int
@@ -335,7 +351,8 @@ class Harness:
     startup_seconds: float
     rss_after_start_mb: float
     phases: dict[str, list[float]]
-    """Durations of each call of the runtime's start-up steps (see :func:`timed`)."""
+    """Durations of each call of some of the runtime's steps (see :func:`timed`)."""
+    gc: GcPauses
 
     def startup(self) -> dict[str, Any]:
         """Where start-up went, and whether the lead was lost (and resumed) meanwhile."""
@@ -347,6 +364,47 @@ class Harness:
             "step_downs": len(self.phases["step_down"]),
             "rss_after_start_mb": round(self.rss_after_start_mb, 1),
         }
+
+    def housekeeping(self, since: float) -> dict[str, Any]:
+        """What the service's own threads did meanwhile: catalog diffs (each holds the
+        service lock that every tick takes), garbage collections, and the machine's load."""
+        diffs = self.phases["apply"][1:]
+        pauses = [pause for moment, generation, pause in self.gc.pauses if moment >= since]
+        oldest = [
+            pause
+            for moment, generation, pause in self.gc.pauses
+            if moment >= since and generation == 2
+        ]
+        return {
+            "catalog_diffs": len(diffs),
+            "catalog_diff_ms": {
+                "mean": round(1000 * statistics.fmean(diffs), 1) if diffs else 0.0,
+                "max": round(1000 * max(diffs, default=0.0), 1),
+            },
+            "gc_collections": len(pauses),
+            "gc_pause_ms": {
+                "total": round(1000 * sum(pauses), 1),
+                "max": round(1000 * max(pauses, default=0.0), 1),
+                "generation_2": len(oldest),
+                "generation_2_max": round(1000 * max(oldest, default=0.0), 1),
+            },
+            "load_average_1m": round(os.getloadavg()[0], 2),
+        }
+
+
+class GcPauses:
+    """Every garbage collection of the process: (wall time, generation, pause seconds)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int, float]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._started
+            self.pauses.append((time.time(), info["generation"], pause))
 
 
 def timed(method: Callable[P, R], durations: list[float]) -> Callable[P, R]:
@@ -380,13 +438,16 @@ def serving(params: Params) -> Iterator[Harness]:
     observer = RecordingObserver(service.engine.observer)
     engine = TimedEngine(store, sink, observer)
     service.engine = engine
-    # The runtime's own steps, timed on this instance: the first manifest load, taking the
-    # lead (sync, orphans, catch-up of every CronWorkflow) and any loss of the lead.
-    phases: dict[str, list[float]] = {"reload": [], "resume": [], "step_down": []}
+    # The runtime's own steps, timed on this instance: manifest loads and catalog diffs,
+    # taking the lead (sync, orphans, catch-up of every CronWorkflow), any loss of the lead.
+    phases: dict[str, list[float]] = {"reload": [], "apply": [], "resume": [], "step_down": []}
     service._reload = timed(service._reload, phases["reload"])  # type: ignore[method-assign]
+    service._apply = timed(service._apply, phases["apply"])  # type: ignore[method-assign]
     service._resume = timed(service._resume, phases["resume"])  # type: ignore[method-assign]
     service._step_down = timed(service._step_down, phases["step_down"])  # type: ignore[method-assign]
     probe = redis.Redis.from_url(params.redis_url, decode_responses=True)
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
     started = time.perf_counter()
     service.start()
     try:
@@ -404,8 +465,10 @@ def serving(params: Params) -> Iterator[Harness]:
             time.perf_counter() - started,
             rss_mb(),
             phases,
+            pauses,
         )
     finally:
+        gc.callbacks.remove(pauses)
         service.shutdown()
         client.close()
         probe.close()
@@ -430,7 +493,7 @@ def run_burst(params: Params) -> dict[str, Any]:
         spawns = [t - instant for _, at, t in harness.sink.spawned if at.timestamp() == instant]
         ticks = [tick for tick in harness.engine.ticks if tick[1] == instant]
         late = sum(1 for _, moment, _ in harness.engine.catch_ups if moment >= instant)
-        startup = harness.startup()
+        startup, meanwhile = harness.startup(), harness.housekeeping(wall_before)
     decided = [t - instant for _, _, _, t, _ in decisions]
     recorded = [t - instant for kind, _, _, t, _ in decisions if kind == "Spawned"]
     kinds = Counter(
@@ -463,6 +526,7 @@ def run_burst(params: Params) -> dict[str, Any]:
         "redis_cpu_seconds": round(redis_used, 2),
         "rss_after_burst_mb": round(now_rss, 1),
         "max_rss_mb": round(peak_rss, 1),
+        "meanwhile": meanwhile,
         "target_met": len(spawns) == params.count
         and verified == params.count
         and all_recorded <= BURST_TARGET_SECONDS,
@@ -515,18 +579,22 @@ def run_spread(params: Params) -> dict[str, Any]:
             time.sleep(0.1)
         peak_rss = max(max_rss_mb(), *samples)
         decisions = harness.observer.of(lambda key, at: (key, at) in expected)
-        spawns = [
-            t - at.timestamp()
+        spawned_at = [
+            (at.timestamp(), t)
             for key, at, t in harness.sink.spawned
             if (key, at.timestamp()) in expected
         ]
         fires = [e - at for key, at, e, _, _ in harness.engine.ticks if (key, at) in expected]
-        startup = harness.startup()
+        startup, meanwhile = harness.startup(), harness.housekeeping(begin)
     kinds = Counter(
         f"{kind} (catch-up)" if catch_up else kind for kind, _, _, _, catch_up in decisions
     )
     recorded = [t - at for kind, _, at, t, _ in decisions if kind == "Spawned"]
+    spawns = [t - at for at, t in spawned_at]
     lag = percentiles(spawns)
+    # Instants where one period group fires, and those where several coincide.
+    group = max(1, params.count // len(SPREAD_PERIODS))
+    alone = [t - at for at, t in spawned_at if due[at] < 2 * group]
     return {
         "scenario": "spread",
         "count": params.count,
@@ -545,6 +613,10 @@ def run_spread(params: Params) -> dict[str, Any]:
         },
         "ticks_per_second": round(len(expected) / params.window, 1),
         "spawn_lag": lag,
+        "spawn_lag_one_group_due": percentiles(alone),
+        "spawn_lag_groups_coinciding": percentiles(
+            [t - at for at, t in spawned_at if due[at] >= 2 * group]
+        ),
         "timer_fire_lag": percentiles(fires),
         "record_lag": percentiles(recorded),
         "cpu_seconds": round(cpu_used, 2),
@@ -555,6 +627,7 @@ def run_spread(params: Params) -> dict[str, Any]:
             "max": round(max(samples, default=0.0), 1),
         },
         "max_rss_mb": round(peak_rss, 1),
+        "meanwhile": meanwhile,
         "target_met": len(spawns) == len(expected)
         and lag.get("p99_ms", math.inf) < 1000 * LAG_P99_TARGET_SECONDS
         and (params.count < 10_000 or peak_rss < RSS_TARGET_MB),
@@ -580,7 +653,7 @@ class ThreadProfiles:
             finally:
                 profile.disable()
 
-        threading.Thread.run = run  # type: ignore[method-assign]
+        threading.Thread.run = run  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         threading.Thread.run = self._run  # type: ignore[method-assign]
@@ -676,7 +749,7 @@ class RedisProcess:
                     self.stop()
                     raise SystemExit(f"redis-server on port {self.port} did not start") from None
             time.sleep(0.02)
-        self.version = str(self.client.info("server")["redis_version"])
+        self.version = str(cast(dict[str, Any], self.client.info("server"))["redis_version"])
 
     def stop(self) -> None:
         self.client.close()
@@ -709,6 +782,23 @@ def run_scenario(params: Params, log: Path) -> dict[str, Any]:
 
 def milliseconds(lag: dict[str, float], *names: str) -> str:
     return "/".join(f"{lag[name]:.0f}" if name in lag else "-" for name in names)
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line about a finished scenario, for the progress output."""
+    lag = result["spawn_lag"]
+    start = result["startup"]
+    common = (
+        f"spawn lag p99 {lag.get('p99_ms', math.nan):.0f} ms; start-up "
+        f"{start['total_seconds']:.1f} s (manifests {start['load_manifests_seconds']:.1f} s, "
+        f"lead {start['take_lead_and_resume_seconds']:.1f} s)"
+    )
+    if result["scenario"] == "burst":
+        return (
+            f"{result['spawned']:,} spawned, {result['decisions'].get('Missed', 0):,} missed, "
+            f"last spawn recorded at +{result['all_spawns_recorded_seconds']} s; {common}"
+        )
+    return f"{result['spawned']:,}/{result['expected_ticks']:,} spawned; {common}"
 
 
 def print_tables(results: Sequence[dict[str, Any]]) -> None:
@@ -746,7 +836,8 @@ def print_tables(results: Sequence[dict[str, Any]]) -> None:
         )
         header = (
             f"{'N':>7} {'workers':>7} {'window':>6} {'spawned/due':>13} {'due/s':>6} "
-            f"{'per busy s':>10} {'lag p50/p90/p99/max ms':>24} {'cores':>6} {'redis s':>7} "
+            f"{'per busy s':>10} {'lag p50/p90/p99/max ms':>24} {'p99 1 group':>11} "
+            f"{'cores':>6} {'redis s':>7} "
             f"{'rss MB':>6} {'peak MB':>7}  target"
         )
         print(header)
@@ -757,6 +848,7 @@ def print_tables(results: Sequence[dict[str, Any]]) -> None:
                 f"{r['spawned']:>6,}/{r['expected_ticks']:<6,} {r['ticks_per_second']:>6.0f} "
                 f"{busy['mean']:>5.0f}/{busy['max']:<4} "
                 f"{milliseconds(r['spawn_lag'], 'p50_ms', 'p90_ms', 'p99_ms', 'max_ms'):>24} "
+                f"{milliseconds(r['spawn_lag_one_group_due'], 'p99_ms'):>11} "
                 f"{r['cpu_cores']:>6.2f} {r['redis_cpu_seconds']:>7.2f} "
                 f"{r['rss_mb']['mean']:>6.0f} {r['max_rss_mb']:>7.0f}  "
                 f"{'met' if r['target_met'] else 'MISSED'}"
@@ -823,6 +915,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 results.append(result)
                 if "profile" in result:
                     print(result.pop("profile"))
+                print(f"  {summary(result)}", flush=True)
         finally:
             server.stop()
     print_tables(results)

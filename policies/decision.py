@@ -346,21 +346,25 @@ class CatchUp:
         return self.missed[-1][0] if self.missed else None
 
 
-def plan_catch_up(cron_workflow: CronWorkflow, cursor: datetime, now: datetime) -> CatchUp:
-    """Plan the instants in ``(cursor, now)`` (DESIGN §5, Argo's rule without its quirks).
+def plan_catch_up(
+    cron_workflow: CronWorkflow, cursor: datetime, now: datetime, until: datetime | None = None
+) -> CatchUp:
+    """Plan the instants in ``(cursor, until)`` (DESIGN §5, Argo's rule without its quirks);
+    ``until`` defaults to ``now``.
 
     The latest runs when ``startingDeadlineSeconds`` > 0 and ``now`` is before the instant
     plus the deadline; every other one is missed (``superseded``, or ``deadline`` for the
-    latest when it may not run). An instant exactly at ``now`` is not missed: its own tick
+    latest when it may not run). An instant exactly at ``until`` is not missed: its own tick
     decides it.
     """
     schedule = cron_workflow.schedule
     if schedule is None:
         return CatchUp()
+    bound = now if until is None else until
     start = int(cursor.timestamp())
-    end = int(now.timestamp())
-    if now.timestamp() == end:
-        end -= 1  # (cursor, now) is open at now
+    end = int(bound.timestamp())
+    if bound.timestamp() == end:
+        end -= 1  # (cursor, until) is open at until
     instants = list(schedule.between_ts(start, end))
     if not instants:
         return CatchUp()

@@ -311,31 +311,36 @@ class Engine:
 
     def catch_up(self, cron_workflow: CronWorkflow, now: datetime) -> list[TickResult]:
         """Decide the instants that passed unticked, in (cursor, now) (DESIGN §5)."""
+        with self.serialized(cron_workflow.key):
+            return self._catch_up(cron_workflow, now, until=now)
+
+    def _catch_up(
+        self, cron_workflow: CronWorkflow, now: datetime, *, until: datetime
+    ) -> list[TickResult]:
         key = cron_workflow.key
-        with self.serialized(key):
-            seed = seed_history(cron_workflow, now)
-            history = self.store.load(key) or seed
-            if not cron_workflow.valid or history.cursor is None:
-                return []
-            plan = plan_catch_up(cron_workflow, history.cursor, now)
-            results: list[TickResult] = []
-            if plan.missed:
-                runs = [
-                    RunRecord(instant, "Missed", now, reason=reason.value)
-                    for instant, reason in plan.missed
-                ]
-                instants = tuple(instant for instant, _ in plan.missed)
-                self.store.apply(key, seed, lambda h: record_missed(h, instants), runs)
-                events = tuple(
-                    Missed(time=now, key=key, scheduled_at=instant, reason=reason)
-                    for instant, reason in plan.missed
-                )
-                for event in events:
-                    self.observer.emit(event)
-                results.append(TickResult("Missed", events))
-            if plan.run is not None:
-                results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
-            return results
+        seed = seed_history(cron_workflow, now)
+        history = self.store.load(key) or seed
+        if not cron_workflow.valid or history.cursor is None:
+            return []
+        plan = plan_catch_up(cron_workflow, history.cursor, now, until)
+        results: list[TickResult] = []
+        if plan.missed:
+            runs = [
+                RunRecord(instant, "Missed", now, reason=reason.value)
+                for instant, reason in plan.missed
+            ]
+            instants = tuple(instant for instant, _ in plan.missed)
+            self.store.apply(key, seed, lambda h: record_missed(h, instants), runs)
+            events = tuple(
+                Missed(time=now, key=key, scheduled_at=instant, reason=reason)
+                for instant, reason in plan.missed
+            )
+            for event in events:
+                self.observer.emit(event)
+            results.append(TickResult("Missed", events))
+        if plan.run is not None:
+            results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
+        return results
 
     def _tick(
         self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
@@ -348,6 +353,14 @@ class Engine:
         history = seed
         if history.cursor is not None and history.cursor >= scheduled_at:
             return _ALREADY_DECIDED
+        schedule = cron_workflow.schedule
+        if not catch_up and schedule is not None and history.cursor is not None:
+            following = schedule.next_after_ts(int(history.cursor.timestamp()))
+            if following is not None and following < scheduled_at.timestamp():
+                # Instants before this one that nobody decided (a tick racing the catch-up
+                # after an election or an outage): the catch-up rule decides them first.
+                self._catch_up(cron_workflow, now, until=scheduled_at)
+                history = self.store.load(key) or history
         decision = decide(cron_workflow, history, scheduled_at, now)
         events: list[Event] = []
         if decision.stop:

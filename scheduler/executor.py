@@ -146,6 +146,7 @@ class LocalExecutor:
         self._threads: dict[tuple[str, str], threading.Thread] = {}
         self._stopping = False
         self._terminating: set[tuple[str, str]] = set()
+        self._done: set[tuple[str, str]] = set()
         self._interrupted: set[tuple[str, str]] = set()
 
     def log_path(self, namespace: str, workflow: str) -> Path:
@@ -183,6 +184,11 @@ class LocalExecutor:
         thread.start()
         return True
 
+    def spawned_here(self, namespace: str, workflow: str) -> bool:
+        """Whether this executor started that run and has not reported its end yet."""
+        with self._lock:
+            return (namespace, workflow) in self._threads
+
     def terminate(self, namespace: str, workflow: str) -> None:
         with self._lock:
             key = (namespace, workflow)
@@ -212,9 +218,14 @@ class LocalExecutor:
                 interrupted = key in self._interrupted
         log_file.write(f"# {phase.value}: {message}\n".encode())
         log_file.close()
-        if interrupted:
-            return  # shut down by us: left for the next start to reconcile, uncounted
-        self._on_finished(RunFinished(spec.key, name, scheduled_at, phase, self._clock(), message))
+        if not interrupted:
+            self._on_finished(
+                RunFinished(spec.key, name, scheduled_at, phase, self._clock(), message)
+            )
+        # Forgotten only once reported: until then the run is ours (see spawned_here).
+        with self._lock:
+            self._threads.pop(key, None)
+            self._done.discard(key)
 
     def _execute(
         self,
@@ -257,6 +268,9 @@ class LocalExecutor:
                 _kill(process, signal.SIGKILL)
                 process.wait()
                 return WorkflowPhase.FAILED, f"timed out after {run.timeout:g}s"
+            with self._lock:
+                if key not in self._interrupted:
+                    self._done.add(key)  # ended on its own: reported even during shutdown
         if code == 0:
             return WorkflowPhase.SUCCEEDED, "exit code 0"
         if code < 0:
@@ -280,7 +294,7 @@ class LocalExecutor:
         with self._lock:
             self._stopping = True
             alive = self._threads_alive()
-            self._interrupted.update(alive)
+            self._interrupted.update(key for key in alive if key not in self._done)
             processes = [self._running[k] for k in alive if k in self._running]
             threads = [self._threads[k] for k in alive]
         for process in processes:

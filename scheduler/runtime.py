@@ -249,6 +249,9 @@ class Service:
         self._backoff = _Backoff()
         self._http: StatusServer | None = None
         self._loop: threading.Thread | None = None
+        self._lease_thread: threading.Thread | None = None
+        self._lease_lock = threading.Lock()
+        self._elected = threading.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -270,7 +273,13 @@ class Service:
         self._reload()
         self._sources_loaded = not isinstance(self.source, KubeSource) or self.source.synced
         self.timer.start()  # safe before leading: on_due decides nothing until then
-        self._lead()
+        elected = self._acquire()
+        self._lease_thread = threading.Thread(
+            target=self._leadership, name="cronwf-lead", daemon=True
+        )
+        self._lease_thread.start()
+        if elected:
+            self._resume(after_election=True)
         self._loop = threading.Thread(target=self._housekeeping, name="cronwf-loop", daemon=True)
         self._loop.start()
         log.info(
@@ -303,8 +312,9 @@ class Service:
         with self._lock:
             self._leading = False
         self.timer.shutdown(wait=False)
-        if self._loop is not None:
-            self._loop.join(5)
+        for thread in (self._loop, self._lease_thread):
+            if thread is not None:
+                thread.join(5)
         if self.executor is not None:
             self.executor.shutdown()
         if self.watcher is not None:
@@ -312,7 +322,8 @@ class Service:
         if isinstance(self.source, KubeSource):
             self.source.stop()
         try:
-            self.leadership.release()
+            with self._lease_lock:
+                self.leadership.release()
         except StoreUnavailable as error:
             log.warning("could not release the leader lock: %s", error)
         if self._http is not None:
@@ -344,7 +355,7 @@ class Service:
         with self._lock:
             was_leading, self._leading = self._leading, False
         if was_leading:
-            log.warning("another replica leads now: this one stops acting (%s)", reason)
+            log.warning("this replica stops acting: %s", reason)
 
     def on_finished(self, run: RunFinished) -> None:
         """The sink reports a finished run."""
@@ -500,19 +511,20 @@ class Service:
 
     # -- leadership and recovery ------------------------------------------------------------
 
-    def _lead(self) -> None:
-        """Take the lead if it is free, then make the store consistent with the world."""
+    def _acquire(self) -> bool:
+        """Take the lead if it is free. The caller then resumes (sync, settle, catch up)."""
         try:
-            token = self.leadership.try_acquire()
+            with self._lease_lock:
+                token = self.leadership.try_acquire()
         except StoreUnavailable as error:
             self._set_degraded(str(error))
-            return
+            return False
         if token is None:
-            return
+            return False
         log.info("this replica now leads (fencing token %d)", token)
         with self._lock:
             self._leading = True
-        self._resume(after_election=True)
+        return True
 
     def _resume(self, *, after_election: bool) -> None:
         """Sync every CronWorkflow, settle buffered runs, catch up.
@@ -543,7 +555,9 @@ class Service:
             if after_election and self.executor is not None:
                 self._forget_orphans(catalog, now)
             for cron_workflow in catalog:
-                self.engine.catch_up(cron_workflow, now)
+                # A fresh "now" each: on a large fleet the loop takes a while, and an instant
+                # passing meanwhile is this catch-up's to decide.
+                self.engine.catch_up(cron_workflow, self.clock())
         except FencedOut as error:
             with self._lock:
                 self._buffered = buffered + self._buffered
@@ -565,13 +579,13 @@ class Service:
         """Active runs that no process here is running were lost with a dead leader: they
         leave ``active`` uncounted, as a deleted Workflow does."""
         assert self.executor is not None
-        running = {workflow for _, workflow in self.executor.running()}
         for cron_workflow in catalog:
             history = self.store.load(cron_workflow.key)
             if history is None:
                 continue
             for workflow in history.active:
-                if workflow not in running:
+                # Asked per run, not from a snapshot: a tick may spawn while this runs.
+                if not self.executor.spawned_here(cron_workflow.spec.namespace, workflow):
                     log.warning(
                         "%s: run %s is not running here any more: dropped from active "
                         "without counting it",
@@ -588,7 +602,7 @@ class Service:
             log.error("history store unavailable, deciding nothing until it is back: %s", reason)
 
     def _housekeeping(self) -> None:
-        next_reload = next_renew = time.monotonic()
+        next_reload = time.monotonic()
         while not self._stop.wait(0.1):
             moment = time.monotonic()
             if moment >= next_reload:
@@ -597,9 +611,9 @@ class Service:
                     self._reload()
                 except Exception:
                     log.exception("reloading manifests failed")
-            if moment >= next_renew:
-                next_renew = moment + self.config.renew_interval
-                self._keep_lead()
+            if self._elected.is_set():
+                self._elected.clear()
+                self._resume(after_election=True)
             if self._degraded is not None and self._backoff.due(moment):
                 self._recover(moment)
             try:
@@ -607,19 +621,26 @@ class Service:
             except Exception:
                 log.exception("writing CronWorkflow status failed")
 
+    def _leadership(self) -> None:
+        """Its own thread, so that a long resume never delays a renewal past the lease."""
+        while not self._stop.wait(self.config.renew_interval):
+            self._keep_lead()
+
     def _keep_lead(self) -> None:
         with self._lock:
-            leading = self._leading
+            leading, degraded = self._leading, self._degraded is not None
         if not leading:
-            self._lead()
+            if not degraded and self._acquire():
+                self._elected.set()  # the housekeeping loop resumes
             return
         try:
-            kept = self.leadership.renew()
+            with self._lease_lock:
+                kept = self.leadership.renew()
         except StoreUnavailable as error:
             kept = False
             self._set_degraded(str(error))
         if not kept:
-            self._step_down("the leader lock could not be renewed")
+            self._step_down("the lead could not be renewed")
 
     def _recover(self, moment: float) -> None:
         try:
@@ -634,8 +655,7 @@ class Service:
             self._resume(after_election=False)
         else:
             with self._lock:
-                self._degraded = None
-            self._lead()
+                self._degraded = None  # the leadership thread takes the lead if it is free
 
     # -- views for metrics and probes -------------------------------------------------------
 
