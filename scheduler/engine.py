@@ -253,14 +253,16 @@ class Engine:
     store: HistoryStore
     sink: Sink
     observer: Observer
-    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locks: dict[str, threading.RLock] = field(default_factory=dict, init=False, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @contextmanager
     def serialized(self, key: str) -> Iterator[None]:
-        """Hold the lock of one CronWorkflow (ticks, catch-up and completions take it)."""
+        """Hold the lock of one CronWorkflow (ticks, catch-up and completions take it).
+
+        Reentrant, so that an adapter may hold it around a check and an engine call."""
         with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.setdefault(key, threading.RLock())
         with lock:
             yield
 

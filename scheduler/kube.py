@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -156,6 +157,10 @@ class _Informer:
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._cache.values())
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return key in self._cache
 
     def _list_call(self) -> Callable[..., Any]:
         if self._namespace:
@@ -373,6 +378,19 @@ class WorkflowWatcher:
     def stop(self) -> None:
         self._informer.stop()
 
+    @property
+    def synced(self) -> bool:
+        return self._informer.synced.is_set()
+
+    def has(self, namespace: str, name: str) -> bool:
+        """Whether the cluster (as last listed and watched) has that Workflow."""
+        return self._informer.has(f"{namespace}/{name}")
+
+    def replay(self) -> None:
+        """Report every cached Workflow again, as after a relist (reports are idempotent)."""
+        for obj in self._informer.objects():
+            self._event("ADDED", obj)
+
     def _event(self, kind: str, obj: dict[str, Any]) -> None:
         key = _owner_key(obj)
         name = obj.get("metadata", {}).get("name", "")
@@ -582,7 +600,7 @@ class KubeLease:
         now = self._clock()
         return {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self.lease_duration.total_seconds()),
+            "leaseDurationSeconds": max(1, math.ceil(self.lease_duration.total_seconds())),
             "acquireTime": _micro(acquired or now),
             "renewTime": _micro(now),
             "leaseTransitions": transitions,

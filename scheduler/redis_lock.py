@@ -222,6 +222,16 @@ class PublishedFence:
         self._value = f"{token}:{self._identity}"
         return token
 
+    def holds(self) -> bool:
+        """Whether the key still holds our value (a Redis that came back empty lost it)."""
+        if self._value is None:
+            return False
+        with redis_errors("reading the leader fence", self._where):
+            current = self._client.get(self._key)
+        if isinstance(current, bytes):
+            current = current.decode()
+        return current == self._value
+
     def withdraw(self) -> None:
         """Stop writing (the lead was lost); the key is left for the next leader to replace."""
         self._value = None

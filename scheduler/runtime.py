@@ -28,6 +28,7 @@ import logging
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _PROBE_KEY = "cronwf/probe"
+_FINISHED_MEMORY = 100_000
 
 
 def utc_now() -> datetime:
@@ -122,6 +124,10 @@ class FencedLease:
 
     def renew(self) -> bool:
         kept = self._lease.renew()
+        if kept and self._fence is not None and not self._fence.holds():
+            # Redis lost the fence (it came back empty): step down, and the next election
+            # publishes a fresh one.
+            kept = False
         if not kept and self._fence is not None:
             self._fence.withdraw()
         return kept
@@ -233,6 +239,8 @@ class Service:
         self.timer = Timer(self.on_due, self.config.workers)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
+        # Workflows seen finished (bounded): a stale "running" observation must not re-adopt.
+        self._finished_seen: OrderedDict[str, None] = OrderedDict()
         self._events: list[tuple[str, str, str, bool]] = []
         self._next_gc = 0.0
         self._catalog: dict[str, CronWorkflow] = {}
@@ -369,20 +377,27 @@ class Service:
         if cron_workflow is None:
             return  # deleted meanwhile: its history is gone
         try:
-            self.engine.complete(
-                cron_workflow,
-                run.workflow,
-                run.phase,
-                self.clock(),
-                scheduled_at=run.scheduled_at,
-                finished_at=run.finished_at,
-            )
+            with self.engine.serialized(run.key):
+                self._remember_finished(run.workflow)
+                self.engine.complete(
+                    cron_workflow,
+                    run.workflow,
+                    run.phase,
+                    self.clock(),
+                    scheduled_at=run.scheduled_at,
+                    finished_at=run.finished_at,
+                )
         except FencedOut as error:
             self._step_down(str(error))  # the new leader's watcher or reconciliation counts it
         except StoreUnavailable as error:
             with self._lock:
                 self._buffered.append(run)
             self._set_degraded(str(error))
+
+    def _remember_finished(self, workflow: str) -> None:
+        self._finished_seen[workflow] = None
+        while len(self._finished_seen) > _FINISHED_MEMORY:
+            self._finished_seen.popitem(last=False)
 
     def _acting_on(self, key: str) -> CronWorkflow | None:
         with self._lock:
@@ -395,6 +410,7 @@ class Service:
         cron_workflow = self._acting_on(key)
         if cron_workflow is not None:
             self._quietly(partial(self.engine.deleted, cron_workflow, workflow, self.clock()))
+            self._mark_dirty(key)
 
     def on_running(self, run: ObservedRun) -> None:
         """A running Workflow was seen: adopt it if the history does not know it."""
@@ -402,12 +418,50 @@ class Service:
         if cron_workflow is None:
             return
         try:
-            if self.engine.adopt(cron_workflow, run.workflow, run.scheduled_at, self.clock()):
-                log.warning("%s: adopted running Workflow %s", run.key, run.workflow)
+            # Under the CronWorkflow's lock, so that a completion observed concurrently is
+            # either seen here (not adopted again) or counts this adoption.
+            with self.engine.serialized(run.key):
+                if run.workflow in self._finished_seen:
+                    return
+                adopted = self.engine.adopt(
+                    cron_workflow, run.workflow, run.scheduled_at, self.clock()
+                )
+        except FencedOut as error:
+            self._step_down(str(error))
+            return
         except StoreUnavailable as error:
             self._set_degraded(str(error))
+            return
+        if adopted:
+            log.warning("%s: adopted running Workflow %s", run.key, run.workflow)
+            self._mark_dirty(run.key)
+
+    def _reconcile_cluster(self) -> None:
+        """After an election or an outage, replay what the Workflow watcher knows: runs that
+        finished or appeared while nobody acted are counted or adopted; runs the history lists
+        as active but the cluster no longer has leave ``active`` uncounted (Argo's
+        ``reconcileActiveWfs``)."""
+        if self.watcher is None or not self.watcher.synced:
+            return
+        self.watcher.replay()
+        now = self.clock()
+        with self._lock:
+            catalog = list(self._catalog.values())
+        for cron_workflow in catalog:
+            history = self.store.load(cron_workflow.key)
+            if history is None:
+                continue
+            for workflow in history.active:
+                if not self.watcher.has(cron_workflow.spec.namespace, workflow):
+                    self.engine.deleted(cron_workflow, workflow, now)
+                    self._mark_dirty(cron_workflow.key)
 
     # -- Kubernetes status and Events -------------------------------------------------------
+
+    def _mark_dirty(self, key: str) -> None:
+        if self.cluster is not None:
+            with self._lock:
+                self._dirty.add(key)
 
     def _cluster_event(self, event: Event) -> None:
         with self._lock:
@@ -466,6 +520,10 @@ class Service:
 
     def _apply(self, snapshot: Snapshot) -> None:
         now = self.clock()
+        # Engine calls take a CronWorkflow's lock, and a tick holding that lock takes the
+        # service lock in its observers: so engine calls happen after the service lock is
+        # released, never under it.
+        actions: list[Callable[[], object]] = []
         with self._lock:
             leading = self._leading and self._degraded is None
             for key in set(self._catalog) - set(snapshot.cron_workflows):
@@ -476,8 +534,10 @@ class Service:
                 self._last_scheduled.pop(key, None)
                 self._stopped.discard(key)
                 self.metrics.forget(key)
+                if self.cluster is not None:
+                    self.cluster.status.forget(key)
                 if leading:
-                    self._quietly(partial(self.engine.forget, key))
+                    actions.append(partial(self.engine.forget, key))
             for key, spec in snapshot.cron_workflows.items():
                 current = self._catalog.get(key)
                 if current is not None and current.spec == spec:
@@ -493,10 +553,13 @@ class Service:
                     self._intervals[key] = None
                     self.timer.remove(key)
                 if leading:
-                    self._quietly(partial(self._sync, cron_workflow, now))
+                    actions.append(partial(self._sync, cron_workflow, now))
+        for action in actions:
+            self._quietly(action)
 
     def _sync(self, cron_workflow: CronWorkflow, now: datetime) -> None:
         self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+        self._mark_dirty(cron_workflow.key)
         # A CronWorkflow that arrives with a status.lastScheduledTime (taken over from Argo's
         # controller) has instants to catch up since then.
         self.engine.catch_up(cron_workflow, now)
@@ -506,7 +569,7 @@ class Service:
             action()
         except FencedOut as error:
             self._step_down(str(error))
-        except StoreUnavailable as error:
+        except (StoreUnavailable, SinkUnavailable) as error:
             self._set_degraded(str(error))
 
     # -- leadership and recovery ------------------------------------------------------------
@@ -558,12 +621,15 @@ class Service:
                 # A fresh "now" each: on a large fleet the loop takes a while, and an instant
                 # passing meanwhile is this catch-up's to decide.
                 self.engine.catch_up(cron_workflow, self.clock())
+            with self._lock:
+                self._degraded = None  # reconciling acts on the watcher's reports
+            self._reconcile_cluster()
         except FencedOut as error:
             with self._lock:
                 self._buffered = buffered + self._buffered
             self._step_down(str(error))
             return
-        except StoreUnavailable as error:
+        except (StoreUnavailable, SinkUnavailable) as error:
             with self._lock:
                 self._buffered = buffered + self._buffered
             self._set_degraded(str(error))
@@ -599,7 +665,11 @@ class Service:
             first = self._degraded is None
             self._degraded = reason
         if first:
-            log.error("history store unavailable, deciding nothing until it is back: %s", reason)
+            log.error(
+                "history store or API server unavailable, deciding nothing until it is back "
+                "(missed instants are caught up then): %s",
+                reason,
+            )
 
     def _housekeeping(self) -> None:
         next_reload = time.monotonic()
@@ -611,15 +681,23 @@ class Service:
                     self._reload()
                 except Exception:
                     log.exception("reloading manifests failed")
+            # Each duty guarded: one failure must never stop the loop that recovers from it.
             if self._elected.is_set():
                 self._elected.clear()
-                self._resume(after_election=True)
+                self._guarded(partial(self._resume, after_election=True))
             if self._degraded is not None and self._backoff.due(moment):
-                self._recover(moment)
+                self._guarded(partial(self._recover, moment))
             try:
                 self._write_cluster_state(moment)
             except Exception:
                 log.exception("writing CronWorkflow status failed")
+
+    @staticmethod
+    def _guarded(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("housekeeping step failed; retrying on the next round")
 
     def _leadership(self) -> None:
         """Its own thread, so that a long resume never delays a renewal past the lease."""

@@ -621,6 +621,7 @@ def count_completions(fleet: Fleet) -> Counts:
 
 
 def assert_counted_once(counts: Counts) -> None:
+    """Every Workflow that finished is counted, once, in the history and in the status."""
     assert counts.settled, (
         f"{counts.finished} Workflows finished, but status.succeeded is "
         f"{counts.status_succeeded} and the history counts {counts.stored_succeeded}; "
