@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from policies.decision import ErrorReason, WorkflowPhase
+from policies.decision import ErrorReason, MissedReason, WorkflowPhase
 from policies.schedule import Schedule
 from scheduler.engine import Completed, Error, Event, Missed, Skipped, Spawned, Stopped
 
@@ -116,6 +116,9 @@ class Metrics(Collector):
             registry=registry,
         )
         registry.register(self)
+        # process_start_time_seconds and friends: "a young process" is what tells a fresh
+        # counter from an old one after a restart.
+        ProcessCollector(registry=registry)
 
     def attach(self, fleet: FleetView) -> None:
         """Read per-CronWorkflow gauges from ``fleet`` at scrape time."""
@@ -200,6 +203,15 @@ class Metrics(Collector):
             last_success = dict(self._last_success)
             stopped = set(self._stopped)
             spec_errors, expression_errors = self._spec_errors, self._expression_errors
+        fleet = list(self._fleet.gauges()) if self._fleet else []
+        # Every CronWorkflow has its counters from the start, at zero: a series that appears
+        # only at its first increment is invisible to increase() and rate().
+        for cw in fleet:
+            labels = (cw.namespace, cw.name)
+            triggered.setdefault(labels, 0)
+            spawn_errors.setdefault(labels, 0)
+            for reason in MissedReason:
+                missed.setdefault((*labels, reason.value), 0)
         yield self._counter(
             "cronwf_triggered",
             "Ticks that passed every policy and reached submission.",
@@ -233,10 +245,13 @@ class Metrics(Collector):
             "when or stopStrategy expressions that failed to evaluate.",
             value=expression_errors,
         )
-        yield from self._fleet_gauges(last_success, stopped)
+        yield from self._fleet_gauges(fleet, last_success, stopped)
 
     def _fleet_gauges(
-        self, last_success: dict[_Labels, float], stopped: set[_Labels]
+        self,
+        gauges: list[CronWorkflowGauges],
+        last_success: dict[_Labels, float],
+        stopped: set[_Labels],
     ) -> Iterator[Metric]:
         label_names = self._label_names()
         families = {
@@ -269,7 +284,6 @@ class Metrics(Collector):
         }
         states: dict[str, int] = defaultdict(int)
         leader = self._fleet.is_leader() if self._fleet else False
-        gauges = list(self._fleet.gauges()) if self._fleet else []
         aggregate: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
         for cw in gauges:
             states[cw.state] += 1

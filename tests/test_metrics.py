@@ -517,13 +517,20 @@ def test_forget_removes_every_series_of_a_cron_workflow(
     fleet.cron_workflows.append(gauges("batch/deleted"))  # the same name created again
     scrape = Scrape(registry)
 
-    # Only what the fleet view shows of the new one remains: no count, no time, not stopped.
+    # Only what the fleet view shows of the new one remains: its counters start again at zero
+    # (every CronWorkflow has them from the start), no time, not stopped.
     leftovers = {
         name: value
         for (name, labels), value in scrape.samples.items()
         if dict(labels).get("name") == "deleted"
     }
-    assert leftovers == {"cronwf_stopped": 0, "cronwf_suspended": 0}
+    assert leftovers == {
+        "cronwf_stopped": 0,
+        "cronwf_suspended": 0,
+        "cronwf_triggered_total": 0,
+        "cronwf_spawn_errors_total": 0,
+        "cronwf_missed_total": 0,
+    }
     assert scrape.value("cronwf_triggered_total", **per_cron_workflow("batch/kept")) == 2
     assert scrape.value("cronwf_stopped", **per_cron_workflow("batch/kept")) == 1
     assert scrape.value("cronwf_last_success_time_seconds", **per_cron_workflow("batch/kept")) == (
