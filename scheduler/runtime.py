@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from policies.decision import CronWorkflow, History
+from policies.spec import CronWorkflowSpec, StatusSeed
 from scheduler.engine import (
     Engine,
     Error,
@@ -76,6 +77,10 @@ log = logging.getLogger(__name__)
 
 _PROBE_KEY = "cronwf/probe"
 _FINISHED_MEMORY = 100_000
+
+
+def _without_status(spec: CronWorkflowSpec) -> CronWorkflowSpec:
+    return replace(spec, status=StatusSeed())
 
 
 def utc_now() -> datetime:
@@ -249,6 +254,8 @@ class Service:
         self._last_scheduled: dict[str, datetime] = {}
         self._stopped: set[str] = set()
         self._lock = threading.RLock()
+        self._inflight = 0  # ticks being decided; shutdown lets them finish
+        self._idle = threading.Condition(self._lock)
         self._leading = False
         self._degraded: str | None = None
         self._buffered: list[RunFinished] = []
@@ -318,7 +325,10 @@ class Service:
         """Stop acting, stop runs in progress, release the lead, stop serving."""
         self._stop.set()
         with self._lock:
-            self._leading = False
+            self._leading = False  # no new tick starts deciding
+            # Ticks already deciding finish before the lead is released, so that the next
+            # leader finds their instants recorded (bounded: a hung API must not block exit).
+            self._idle.wait_for(lambda: not self._inflight, timeout=10)
         self.timer.shutdown(wait=False)
         for thread in (self._loop, self._lease_thread):
             if thread is not None:
@@ -345,8 +355,18 @@ class Service:
         with self._lock:
             cron_workflow = self._catalog.get(key)
             leading = self._leading and self._degraded is None
-        if cron_workflow is None or not leading:
-            return  # a standby or a degraded leader decides nothing: catch-up will
+            if cron_workflow is None or not leading:
+                return  # a standby or a degraded leader decides nothing: catch-up will
+            self._inflight += 1
+        try:
+            self._decide(cron_workflow, instants)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.notify_all()
+
+    def _decide(self, cron_workflow: CronWorkflow, instants: Iterable[datetime]) -> None:
         now = self.clock()
         try:
             for instant in instants:
@@ -541,6 +561,11 @@ class Service:
             for key, spec in snapshot.cron_workflows.items():
                 current = self._catalog.get(key)
                 if current is not None and current.spec == spec:
+                    continue
+                if current is not None and _without_status(current.spec) == _without_status(spec):
+                    # Only the status moved (in Kubernetes mode, usually our own write): keep
+                    # the prepared CronWorkflow and its timer, remember the status for seeding.
+                    self._catalog[key] = replace(current, spec=spec)
                     continue
                 cron_workflow = CronWorkflow.prepare(spec, now)
                 self._catalog[key] = cron_workflow
