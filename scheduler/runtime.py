@@ -350,8 +350,10 @@ class Service:
 
     # -- timer and runs ---------------------------------------------------------------------
 
-    def on_due(self, key: str, instants: Iterable[datetime]) -> None:
-        """The timer says ``instants`` of ``key`` are due."""
+    def on_due(
+        self, key: str, instants: Iterable[datetime], fired_at: datetime | None = None
+    ) -> None:
+        """The timer says ``instants`` of ``key`` are due; it fired them at ``fired_at``."""
         with self._lock:
             cron_workflow = self._catalog.get(key)
             leading = self._leading and self._degraded is None
@@ -359,18 +361,26 @@ class Service:
                 return  # a standby or a degraded leader decides nothing: catch-up will
             self._inflight += 1
         try:
-            self._decide(cron_workflow, instants)
+            self._decide(cron_workflow, instants, fired_at)
         finally:
             with self._lock:
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.notify_all()
 
-    def _decide(self, cron_workflow: CronWorkflow, instants: Iterable[datetime]) -> None:
+    def _decide(
+        self,
+        cron_workflow: CronWorkflow,
+        instants: Iterable[datetime],
+        fired_at: datetime | None,
+    ) -> None:
         now = self.clock()
+        # Lateness is the timer's (a stalled process), not the queue's: in a burst of ten
+        # thousand instants the last ones wait for a worker, yet they were fired on time.
+        fired = fired_at or now
         try:
             for instant in instants:
-                if now - instant > timedelta(seconds=self.config.late_after):
+                if fired - instant > timedelta(seconds=self.config.late_after):
                     self.engine.catch_up(cron_workflow, now)
                     break
                 self.engine.tick(cron_workflow, instant, now)

@@ -36,8 +36,9 @@ __all__ = ["DueCallback", "ScheduleTrigger", "TickExecutor", "Timer"]
 
 log = logging.getLogger(__name__)
 
-DueCallback = Callable[[str, Sequence[datetime]], None]
-"""Called with a CronWorkflow key and its due instants (ascending, UTC)."""
+DueCallback = Callable[[str, Sequence[datetime], datetime | None], None]
+"""Called with a CronWorkflow key, its due instants (ascending, UTC) and when the timer fired
+them (which tells a stalled timer from a busy thread pool)."""
 
 _ONE_SECOND = timedelta(seconds=1)
 _UNLIMITED_INSTANCES = 1_000_000
@@ -73,10 +74,11 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         instants = [t.astimezone(UTC) for t in run_times]
+        fired_at = datetime.now(UTC)
 
         def run() -> None:
             try:
-                job.func(*job.args, instants)
+                job.func(*job.args, instants, fired_at)
             except Exception as error:  # the callback logs; this keeps the executor alive
                 self._run_job_error(job.id, error, error.__traceback__)
             else:
@@ -121,10 +123,12 @@ class Timer:
             replace_existing=True,
         )
 
-    def _due(self, key: str, instants: Sequence[datetime] = ()) -> None:
-        # The default only satisfies APScheduler's signature check: TickExecutor always
-        # passes the instants.
-        self._on_due(key, instants)
+    def _due(
+        self, key: str, instants: Sequence[datetime] = (), fired_at: datetime | None = None
+    ) -> None:
+        # The defaults only satisfy APScheduler's signature check: TickExecutor always
+        # passes both.
+        self._on_due(key, instants, fired_at)
 
     def remove(self, key: str) -> None:
         with contextlib.suppress(JobLookupError):

@@ -122,8 +122,10 @@ class Deliveries:
         self._changed = threading.Condition()
         self._slow_first = slow_first
 
-    def __call__(self, key: str, instants: Sequence[datetime]) -> None:
+    def __call__(self, key: str, instants: Sequence[datetime], fired_at: datetime | None) -> None:
         arrived = datetime.now(UTC)
+        assert fired_at is not None
+        assert fired_at <= arrived
         with self._changed:
             first = not self.received
             self.received.extend((key, instant, arrived) for instant in instants)
@@ -269,7 +271,7 @@ def test_a_failing_callback_does_not_stop_the_timer() -> None:
     calls: list[datetime] = []
     enough = threading.Event()
 
-    def failing(key: str, instants: Sequence[datetime]) -> None:
+    def failing(key: str, instants: Sequence[datetime], fired_at: datetime | None) -> None:
         calls.extend(instants)
         if len(calls) >= 2:
             enough.set()
