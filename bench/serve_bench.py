@@ -27,10 +27,9 @@ Scenarios (targets of the issue):
    recorded within 5 s), throughput (decisions / time to the last one), process CPU (and in
    cores) and Redis CPU over the burst, and the peak RSS of the process. Run with 8 timer
    workers (the default of ``serve --workers``) and 16. Afterwards every CronWorkflow's
-   cursor and run record are checked in Redis. Note that the runtime routes a tick that
-   starts more than ``late_after`` (5 s) after its instant through catch-up, which, with no
-   ``startingDeadlineSeconds`` (these manifests set none, like most), records it ``Missed``:
-   the table counts those.
+   cursor and run record are checked in Redis. An instant the timer fires more than
+   ``late_after`` (5 s) late goes through catch-up, which, with no ``startingDeadlineSeconds``
+   (these manifests set none, like most), records it ``Missed``: the table counts those.
 2. **spread**: N CronWorkflows that fire about once a minute at different seconds. Cron is
    minute-granular and ``@every d`` fires at the Unix times that are multiples of ``d``, so
    the only sub-minute spread the dialect allows is a mix of ``@every`` periods. We use 17
