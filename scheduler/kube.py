@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -282,24 +282,14 @@ class KubeSink:
 
     def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
         body = render_workflow(spec, scheduled_at, self._workflow_instance_id)
-        try:
+        with _sink_errors("creating Workflow", fine=409) as outcome:
             self._custom.create_namespaced_custom_object(
                 GROUP, VERSION, spec.namespace, WORKFLOWS, body
             )
-        except ApiException as error:
-            if error.status == 409:
-                return False  # this instant was spawned before: success
-            if _transient(error):
-                raise SinkUnavailable(f"creating Workflow: {_message(error)}") from None
-            raise SpawnRejected(_message(error)) from None
-        except Exception as error:
-            if _transient(error):
-                raise SinkUnavailable(f"creating Workflow: {error}") from None
-            raise
-        return True
+        return not outcome.fine  # 409: this instant was spawned before, which is success
 
     def terminate(self, namespace: str, workflow: str) -> None:
-        try:
+        with _sink_errors(f"terminating {workflow}", fine=404):  # gone already: fine, as in Argo
             self._custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
@@ -309,16 +299,30 @@ class KubeSink:
                 {"spec": {"shutdown": "Terminate"}},
                 _content_type=_MERGE_PATCH,
             )
-        except ApiException as error:
-            if error.status == 404:
-                return  # gone already: fine, as in Argo
-            if _transient(error):
-                raise SinkUnavailable(f"terminating {workflow}: {_message(error)}") from None
-            raise SpawnRejected(_message(error)) from None
-        except Exception as error:
-            if _transient(error):
-                raise SinkUnavailable(f"terminating {workflow}: {error}") from None
-            raise
+
+
+class _Outcome:
+    fine = False
+
+
+@contextlib.contextmanager
+def _sink_errors(what: str, fine: int) -> Iterator[_Outcome]:
+    """The sink's error rule: ``fine`` is success, transient failures are the world's
+    (:class:`SinkUnavailable`), any other refusal is the user's (:class:`SpawnRejected`)."""
+    outcome = _Outcome()
+    try:
+        yield outcome
+    except ApiException as error:
+        if error.status == fine:
+            outcome.fine = True
+            return
+        if _transient(error):
+            raise SinkUnavailable(f"{what}: {_message(error)}") from None
+        raise SpawnRejected(_message(error)) from None
+    except Exception as error:
+        if _transient(error):
+            raise SinkUnavailable(f"{what}: {error}") from None
+        raise
 
 
 @dataclass(frozen=True)
