@@ -5,7 +5,7 @@ Everything below the sink is production code: the manifests folder is read by th
 timer's thread pool calls :meth:`Service.on_due`, the :class:`Engine` decides each tick and
 writes it to :class:`RedisHistory` (fenced by a :class:`RedisLeaderLock`, as ``serve
 --redis-url`` builds them), metrics and the event log observe every event (logging at INFO, as
-``serve`` does by default; the lines go to a file). Only the sink is replaced: a
+``serve`` does by default, into a log file of the child). Only the sink is replaced: a
 :class:`RecordingSink` whose ``spawn`` appends ``(key, scheduled_at, time.time())`` to a list
 and returns True, so no process is started and no API is called. The engine is a thin
 subclass of the real one that timestamps each tick on entry and exit, and a recording
@@ -45,7 +45,8 @@ Scenarios (targets of the issue):
 Each result also says where start-up went (loading the manifests; taking the lead, which
 syncs and catches up every CronWorkflow; whether the lead was lost meanwhile), how long each
 catalog diff of the 2 s manifest poll held the service lock, the garbage collections during
-the measurement, and the machine's load average (other processes skew every figure).
+the measurement, and the machine's load average (other processes skew every figure); the
+JSON names the commit measured.
 
 ``--quick`` is a smoke run (1,000 CronWorkflows, 8 workers, a 30 s window); ``--count``
 changes the largest fleet, ``--workers`` and ``--window`` the other knobs; ``--profile``
@@ -854,6 +855,21 @@ def print_tables(results: Sequence[dict[str, Any]]) -> None:
             )
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether the working tree differed from it (figures move with
+    the code: keep them next to the commit they describe)."""
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "scheduler", "policies")
+    return {"commit": commit or None, "uncommitted_implementation_changes": bool(changed)}
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serve_bench", description=__doc__.split("\n\n")[0] if __doc__ else ""
@@ -925,6 +941,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "cpus": os.cpu_count(),
             "redis": server.version,
         },
+        "code": code_version(),
         "targets": {
             "burst_all_recorded_seconds": BURST_TARGET_SECONDS,
             "spread_p99_lag_ms": 1000 * LAG_P99_TARGET_SECONDS,

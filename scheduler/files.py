@@ -55,6 +55,7 @@ class FileSource:
     def __init__(self, paths: Iterable[Path]) -> None:
         self._paths = [Path(p) for p in paths]
         self._files: dict[Path, _FileState] = {}
+        self._last: Snapshot | None = None
 
     def _current_files(self) -> list[Path]:
         found: list[Path] = []
@@ -66,7 +67,12 @@ class FileSource:
         return found
 
     def poll(self) -> Snapshot:
-        """Re-read the files that changed; returns the whole current picture."""
+        """Re-read the files that changed; returns the whole current picture.
+
+        When nothing changed it returns the very same :class:`Snapshot` object, so a caller
+        can skip its own comparison of thousands of CronWorkflows with an identity check.
+        """
+        changed = False
         seen: set[Path] = set()
         for path in self._current_files():
             seen.add(path)
@@ -79,10 +85,14 @@ class FileSource:
             if state is not None and state.signature == signature:
                 continue
             self._files[path] = self._load(path, signature, state)
+            changed = True
         for gone in set(self._files) - seen:
             log.info("manifest file removed: %s", gone)
             del self._files[gone]
-        return self._snapshot()
+            changed = True
+        if changed or self._last is None:
+            self._last = self._snapshot()
+        return self._last
 
     def _load(self, path: Path, signature: tuple[int, int], old: _FileState | None) -> _FileState:
         manifests = load_paths([path])

@@ -24,6 +24,7 @@ catch-up, so lateness is always judged by the same rule.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -244,6 +245,10 @@ class Service:
         self.timer = Timer(self.on_due, self.config.workers)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
+        self._applied: Snapshot | None = None
+        # The gauges' bookkeeping has its own lock: ticks update it, and the service lock is
+        # held by the catalog reload.
+        self._gauges_lock = threading.Lock()
         # Workflows seen finished (bounded): a stale "running" observation must not re-adopt.
         self._finished_seen: OrderedDict[str, None] = OrderedDict()
         self._events: list[tuple[str, str, str, bool]] = []
@@ -295,6 +300,11 @@ class Service:
         self._lease_thread.start()
         if elected:
             self._resume(after_election=True)
+        # The catalog, the timer's jobs and the cached histories live as long as the process:
+        # moving them out of the collector's generations keeps full collections (which scan
+        # every object while holding the interpreter) short on large fleets.
+        gc.collect()
+        gc.freeze()
         self._loop = threading.Thread(target=self._housekeeping, name="cronwf-loop", daemon=True)
         self._loop.start()
         log.info(
@@ -544,7 +554,10 @@ class Service:
 
     def _reload(self) -> None:
         snapshot = self.source.poll()
+        if snapshot is self._applied:
+            return  # nothing changed: no comparison of the whole catalog under the lock
         self._apply(snapshot)
+        self._applied = snapshot
         if isinstance(self.source, KubeSource) and not self._sources_loaded:
             self._sources_loaded = self.source.synced
 
@@ -561,8 +574,9 @@ class Service:
                 self.timer.remove(key)
                 del self._catalog[key]
                 self._intervals.pop(key, None)
-                self._last_scheduled.pop(key, None)
-                self._stopped.discard(key)
+                with self._gauges_lock:
+                    self._last_scheduled.pop(key, None)
+                    self._stopped.discard(key)
                 self.metrics.forget(key)
                 if self.cluster is not None:
                     self.cluster.status.forget(key)
@@ -773,7 +787,7 @@ class Service:
     # -- views for metrics and probes -------------------------------------------------------
 
     def _track(self, event: Event) -> None:
-        with self._lock:
+        with self._gauges_lock:
             if isinstance(event, Spawned):
                 last = self._last_scheduled.get(event.key)
                 if last is None or event.scheduled_at > last:
@@ -782,7 +796,7 @@ class Service:
                 self._stopped.add(event.key)
 
     def _remember(self, key: str, history: History) -> None:
-        with self._lock:
+        with self._gauges_lock:
             if history.last_scheduled_time is not None:
                 self._last_scheduled[key] = history.last_scheduled_time
             if history.stopped:
@@ -798,7 +812,7 @@ class Service:
         with self._lock:
             catalog = list(self._catalog.values())
             intervals = dict(self._intervals)
-        with self._lock:
+        with self._gauges_lock:
             last_scheduled = dict(self._last_scheduled)
             stopped = set(self._stopped)
         for cron_workflow in catalog:
