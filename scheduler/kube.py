@@ -147,12 +147,22 @@ class _Informer:
         )
         self.synced = threading.Event()
         self.relists = 0
+        self._stream: watch.Watch | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            # A watch blocks in a read until its next event: close the connection under it so
+            # that the thread ends now, not at the next event or the server-side timeout.
+            stream.stop()
+            response = getattr(stream, "_resp", None)
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()
 
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -188,6 +198,8 @@ class _Informer:
                 log.warning("%s watch failed: %s; retrying", self._plural, _message(error))
                 backoff.wait(self._stop)
             except Exception as error:  # connection refused, reset, timeouts
+                if self._stop.is_set():
+                    return  # the connection was closed by stop()
                 log.warning("%s watch failed: %s; retrying", self._plural, error)
                 backoff.wait(self._stop)
 
@@ -209,6 +221,9 @@ class _Informer:
 
     def _watch(self, version: str) -> str:
         stream = watch.Watch()
+        self._stream = stream
+        if self._stop.is_set():
+            return version
         for event in stream.stream(
             self._list_call(),
             label_selector=self._selector,

@@ -1596,7 +1596,8 @@ def test_a_spawn_refused_for_longer_than_one_recovery_attempt_is_still_caught_up
     workflow = workflow_name("nightly", at(5))
     kube.wait(lambda: workflows_of(kube, "nightly") == [workflow], timeout=REACT)
     assert fault.hits == 3
-    assert service.ready().store_reachable
+    # The recovery that created it finishes (reconciling) before it reports the store reachable.
+    kube.wait(lambda: service.ready().store_reachable, timeout=REACT)
 
 
 def test_a_create_whose_reply_was_lost_is_recorded_once(
