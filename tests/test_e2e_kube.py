@@ -44,17 +44,17 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from conftest import RedisServer
+from e2e_support import Scrape, eventually
 from kube_emulator import EmulatorServer
 from kubernetes import client, watch
-from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.engine import RunRecord
 from scheduler.redis_history import RedisHistory, connect
@@ -79,34 +79,12 @@ DECISIONS = frozenset({"Spawned", "Skipped", "Missed", "Error"})
 WORKFLOW_NAME = re.compile(rf"{NAME}-(\d+)")
 
 Record = dict[str, Any]
-T = TypeVar("T")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------------------------
 # Waiting and time
-
-
-def eventually(
-    what: str | Callable[[], str],
-    within: float,
-    probe: Callable[[], T | None],
-    every: float = 0.05,
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds.
-
-    ``what`` names the awaited condition; a callable is asked at failure time, so the message
-    can show the last observation.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what() if callable(what) else what}")
-        time.sleep(every)
 
 
 def wait_for_mid_second() -> None:
@@ -238,22 +216,6 @@ class ArgoController:
 
 # --------------------------------------------------------------------------------------------
 # Replicas
-
-
-class Scrape:
-    """The samples of one ``/metrics`` response."""
-
-    def __init__(self, text: str) -> None:
-        self._samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-
-    def value(self, sample: str, **labels: str) -> float | None:
-        """The sum of the samples named ``sample`` that carry ``labels``; None if there is none."""
-        values = [
-            s.value
-            for s in self._samples
-            if s.name == sample and labels.items() <= s.labels.items()
-        ]
-        return sum(values) if values else None
 
 
 @dataclass

@@ -39,16 +39,16 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from conftest import RedisServer
-from prometheus_client.parser import text_string_to_metric_families
+from e2e_support import Scrape, eventually
 
 NAMESPACE = "default"
 CRONWF = Path(sys.executable).with_name("cronwf")
@@ -64,34 +64,12 @@ FAST_RELOAD = ("--reload-interval", "0.2s")
 DECISIONS = frozenset({"Spawned", "Skipped", "Missed", "Error"})
 
 Record = dict[str, Any]
-T = TypeVar("T")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------------------------
 # Waiting, time and files
-
-
-def eventually(
-    what: str | Callable[[], str],
-    within: float,
-    probe: Callable[[], T | None],
-    every: float = 0.05,
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``within`` seconds.
-
-    ``what`` names the awaited condition; a callable is asked at failure time, so the message
-    can show the last observation.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what() if callable(what) else what}")
-        time.sleep(every)
 
 
 def wait_for_mid_second() -> None:
@@ -198,22 +176,6 @@ def succeeded_runs(state_dir: Path, name: str) -> set[int]:
 
 # --------------------------------------------------------------------------------------------
 # Replicas
-
-
-class Scrape:
-    """The samples of one ``/metrics`` response."""
-
-    def __init__(self, text: str) -> None:
-        self._samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-
-    def value(self, sample: str, **labels: str) -> float | None:
-        """The sum of the samples named ``sample`` that carry ``labels``; None if there is none."""
-        values = [
-            s.value
-            for s in self._samples
-            if s.name == sample and labels.items() <= s.labels.items()
-        ]
-        return sum(values) if values else None
 
 
 @dataclass
