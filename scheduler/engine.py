@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from functools import partial
+from typing import NamedTuple, Protocol
 
 from policies.decision import (
     CronWorkflow,
@@ -41,6 +42,7 @@ from policies.decision import (
     Skip,
     SkipReason,
     Spawn,
+    TickDecision,
     WorkflowPhase,
     clear_spec_error,
     decide,
@@ -61,6 +63,7 @@ from policies.expressions import ExpressionError
 from policies.spec import CronWorkflowSpec
 
 __all__ = [
+    "Change",
     "Completed",
     "Engine",
     "Error",
@@ -188,6 +191,15 @@ class RunRecord:
 Transition = Callable[[History], History]
 
 
+class Change(NamedTuple):
+    """One :meth:`HistoryStore.apply`, as an item of :meth:`HistoryStore.apply_many`."""
+
+    key: str
+    seed: History
+    transition: Transition
+    runs: Sequence[RunRecord] = ()
+
+
 class HistoryStore(Protocol):
     """Where the history of every CronWorkflow lives (in memory or in Redis)."""
 
@@ -207,6 +219,15 @@ class HistoryStore(Protocol):
     def claim(self, key: str, scheduled_at: datetime) -> bool:
         """Whether this replica may spawn ``scheduled_at``: it still leads (its fencing token
         is current) and the instant is undecided."""
+
+    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
+        """:meth:`claim` of each ``(key, scheduled_at)``, in one round trip where the store
+        can; the answers in the same order."""
+
+    def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
+        """:meth:`apply` of each change (of distinct keys), in one round trip where the store
+        can. Each change is atomic, the batch is not: when it raises, any of them may have
+        been applied (each is idempotent, so deciding again is safe)."""
 
     def forget(self, key: str) -> None:
         """Remove everything stored for a deleted CronWorkflow."""
@@ -347,6 +368,16 @@ class Engine:
     def _tick(
         self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
     ) -> TickResult:
+        prepared = self._prepare(cron_workflow, scheduled_at, now, catch_up=catch_up)
+        if isinstance(prepared, TickResult):
+            return prepared
+        return self._carry_out(prepared, now)
+
+    def _prepare(
+        self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
+    ) -> _Prepared | TickResult:
+        """Decide one instant (changing nothing, except deciding the instants before it that
+        nobody decided); a :class:`TickResult` when there is nothing left to do."""
         key = cron_workflow.key
         # Without a stored history (no sync yet, or a store that came back empty) this very
         # instant is the first one to decide.
@@ -364,21 +395,143 @@ class Engine:
                 self._catch_up(cron_workflow, now, until=scheduled_at)
                 history = self.store.load(key) or history
         decision = decide(cron_workflow, history, scheduled_at, now)
+        return _Prepared(cron_workflow, scheduled_at, seed, decision, catch_up)
+
+    def _carry_out(self, prepared: _Prepared, now: datetime) -> TickResult:
+        """Apply a decision on its own: the path of every outcome, the batch's exceptions."""
+        cron_workflow, scheduled_at, seed = prepared.cron_workflow, prepared.at, prepared.seed
+        key = cron_workflow.key
         events: list[Event] = []
-        if decision.stop:
+        if prepared.decision.stop:
             self.store.apply(key, seed, record_stopped)
             events.append(Stopped(time=now, key=key))
             self.observer.emit(events[-1])
-        outcome = decision.outcome
+        outcome = prepared.decision.outcome
         if isinstance(outcome, Skip):
             run = RunRecord(scheduled_at, "Skipped", now, reason=outcome.reason.value)
-            self.store.apply(key, seed, lambda h: record_skip(h, scheduled_at), [run])
+            self.store.apply(key, seed, partial(record_skip, scheduled_at=scheduled_at), [run])
             return self._emit(
                 events, Skipped(time=now, key=key, scheduled_at=scheduled_at, reason=outcome.reason)
             )
         if isinstance(outcome, Fail):
             return self._fail(cron_workflow, seed, scheduled_at, now, outcome, events)
-        return self._spawn(cron_workflow, seed, scheduled_at, now, outcome, events, catch_up)
+        return self._spawn(
+            cron_workflow, seed, scheduled_at, now, outcome, events, prepared.catch_up
+        )
+
+    # -- ticks in batches -------------------------------------------------------------------
+
+    def tick_many(
+        self, ticks: Sequence[tuple[CronWorkflow, datetime]], now: datetime
+    ) -> list[TickResult]:
+        """:meth:`tick` of each ``(cron_workflow, scheduled_at)``, with the store's round
+        trips shared: the claims of every instant to spawn go in one batch, and the records
+        of every spawn and skip in another. The timer hands over the instants due together
+        (a whole fleet on ``0 * * * *``), where the round trips, not the decisions, cost.
+
+        The outcome of each tick is what :meth:`tick` would decide. What a batch cannot
+        share takes the one-by-one path: an instant whose CronWorkflow is busy elsewhere (a
+        completion being counted) or appears twice, a stop, a ``Replace`` that terminates,
+        a failure. On an exception (store or sink unavailable) the instants not yet
+        recorded stay undecided, as with :meth:`tick`; spawns already made are recorded
+        first when the sink fails, so that the store lists them as active.
+        """
+        results: list[TickResult | None] = [None] * len(ticks)
+        held: list[threading.RLock] = []
+        later: list[int] = []
+        batch: list[tuple[int, _Prepared]] = []
+        try:
+            for index, (cron_workflow, scheduled_at) in enumerate(ticks):
+                lock = self._try_lock(cron_workflow.key)
+                if lock is None or lock in held:
+                    if lock is not None:
+                        lock.release()
+                    later.append(index)
+                    continue
+                held.append(lock)
+                prepared = self._prepare(cron_workflow, scheduled_at, now, catch_up=False)
+                if isinstance(prepared, TickResult):
+                    results[index] = prepared
+                elif prepared.shareable:
+                    batch.append((index, prepared))
+                else:
+                    results[index] = self._carry_out(prepared, now)
+            for index, result in self._carry_out_together(batch, now):
+                results[index] = result
+        finally:
+            for lock in held:
+                lock.release()
+        for index in later:
+            cron_workflow, scheduled_at = ticks[index]
+            results[index] = self.tick(cron_workflow, scheduled_at, now)
+        return [result for result in results if result is not None]
+
+    def _try_lock(self, key: str) -> threading.RLock | None:
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        return lock if lock.acquire(blocking=False) else None
+
+    def _carry_out_together(
+        self, batch: Sequence[tuple[int, _Prepared]], now: datetime
+    ) -> list[tuple[int, TickResult]]:
+        """Skips and plain spawns of distinct CronWorkflows: claim together, spawn one by
+        one, record together, then report."""
+        done: list[tuple[int, TickResult]] = []
+        records: list[tuple[int, Change, Event]] = []
+        spawns: list[tuple[int, _Prepared, Spawn]] = []
+        for index, prepared in batch:
+            key, scheduled_at = prepared.cron_workflow.key, prepared.at
+            outcome = prepared.decision.outcome
+            if isinstance(outcome, Spawn):
+                spawns.append((index, prepared, outcome))
+                continue
+            assert isinstance(outcome, Skip)
+            run = RunRecord(scheduled_at, "Skipped", now, reason=outcome.reason.value)
+            transition = partial(record_skip, scheduled_at=scheduled_at)
+            event: Event = Skipped(
+                time=now, key=key, scheduled_at=scheduled_at, reason=outcome.reason
+            )
+            records.append((index, Change(key, prepared.seed, transition, [run]), event))
+        claims = [(prepared.cron_workflow.key, prepared.at) for _, prepared, _ in spawns]
+        claimed = self.store.claim_many(claims) if claims else []
+        unavailable: SinkUnavailable | None = None
+        for (index, prepared, spawn), granted in zip(spawns, claimed, strict=True):
+            if not granted:
+                done.append((index, _CLAIM_LOST))
+                continue
+            cron_workflow, scheduled_at = prepared.cron_workflow, prepared.at
+            try:
+                created = self.sink.spawn(cron_workflow.spec, scheduled_at)
+            except SpawnRejected as error:
+                message = f"Failed to submit Workflow: {error}"
+                fail = Fail(ErrorReason.SUBMISSION_ERROR, message)
+                result = self._fail(
+                    cron_workflow, prepared.seed, scheduled_at, now, fail, [], triggered=True
+                )
+                done.append((index, result))
+                continue
+            except SinkUnavailable as error:
+                unavailable = error
+                break
+            key = cron_workflow.key
+            run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
+            transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
+            event = Spawned(
+                time=now,
+                key=key,
+                scheduled_at=scheduled_at,
+                workflow=spawn.workflow,
+                created=created,
+            )
+            records.append((index, Change(key, prepared.seed, transition, [run]), event))
+        if records:
+            self.store.apply_many([change for _, change, _ in records])
+        for index, _, recorded in records:
+            self.observer.emit(recorded)
+            done.append((index, TickResult(recorded.kind, (recorded,))))
+        if unavailable is not None:
+            raise unavailable
+        return done
 
     def _spawn(
         self,
@@ -409,7 +562,8 @@ class Engine:
             fail = Fail(ErrorReason.SUBMISSION_ERROR, f"Failed to submit Workflow: {error}")
             return self._fail(cron_workflow, seed, scheduled_at, now, fail, events, triggered=True)
         run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
-        self.store.apply(key, seed, lambda h: record_spawn(h, scheduled_at, spawn.workflow), [run])
+        transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
+        self.store.apply(key, seed, transition, [run])
         return self._emit(
             events,
             Spawned(
@@ -536,6 +690,26 @@ class Engine:
             self.store.apply(
                 key, seed_history(cron_workflow, now), lambda h: record_deleted(h, workflow)
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A decided instant, not yet applied."""
+
+    cron_workflow: CronWorkflow
+    at: datetime
+    seed: History
+    decision: TickDecision
+    catch_up: bool
+
+    @property
+    def shareable(self) -> bool:
+        """Whether a batch can apply it: a skip, or a spawn that terminates nothing, and no
+        stop (which is one more write)."""
+        outcome = self.decision.outcome
+        if self.decision.stop or isinstance(outcome, Fail):
+            return False
+        return isinstance(outcome, Skip) or not outcome.terminate
 
 
 def _same(history: History) -> History:

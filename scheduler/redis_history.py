@@ -55,11 +55,14 @@ writes only the fields that changed, and (4) upserts the run records, merging no
 like :func:`scheduler.memory.merge_run`, and trims them to the bound. A replayed event
 therefore writes nothing at all: the transitions are idempotent and an unchanged field or run
 record is not rewritten. The snapshot of the last state read or written is kept per
-CronWorkflow, so a tick costs three round trips: ``load`` (``HGETALL``), ``claim`` and
-``apply`` (one ``EVALSHA`` each, scripts sent once with ``register_script``).
+CronWorkflow, and a leader (whose fence guarantees nobody else writes) serves ``load`` from it,
+so a tick costs two round trips: ``claim`` and ``apply`` (one ``EVALSHA`` each, scripts sent
+once with ``register_script``). Ticks due together go through :meth:`RedisHistory.claim_many`
+and :meth:`RedisHistory.apply_many`, which pipeline the same scripts: two round trips for a
+whole batch, each script still atomic on its own (no ``MULTI``: the batch need not be).
 
-A timed-out ``EVALSHA`` may be retried by redis-py after it ran; that is safe: the retry sees
-its own ``version`` and reports success; run merges are idempotent.
+A timed-out ``EVALSHA`` (or pipeline) may be retried by redis-py after it ran; that is safe:
+the retry sees its own ``version`` and reports success; run merges are idempotent.
 
 Errors: every Redis failure becomes a :class:`~scheduler.engine.StoreUnavailable` naming the
 server and the operation; no redis exception reaches the engine::
@@ -78,7 +81,6 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -91,7 +93,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from policies.decision import History, Phase
-from scheduler.engine import RunRecord, StoreUnavailable, Transition
+from scheduler.engine import Change, RunRecord, StoreUnavailable, Transition
 from scheduler.memory import DEFAULT_RECENT_RUNS
 
 __all__ = [
@@ -176,6 +178,13 @@ def redis_errors(what: str, where: str) -> Iterator[None]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _several(keys: Sequence[str], shown: int = 3) -> str:
+    """``a, b, c and 9,997 more``: the CronWorkflows of a batch, for messages."""
+    if len(keys) <= shown:
+        return ", ".join(keys)
+    return f"{', '.join(keys[:shown])} and {len(keys) - shown:,} more"
 
 
 def _pairs(flat: Sequence[bytes | str]) -> dict[str, str]:
@@ -411,6 +420,19 @@ class _Snapshot:
 _ABSENT = _Snapshot("", {}, None)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One call of the apply script, and what it means once it succeeded."""
+
+    before: History
+    after: History
+    changed: bool
+    state: _Snapshot
+    """The state once written."""
+    keys: list[str]
+    args: list[str | int]
+
+
 class RedisHistory:
     """Histories of CronWorkflows in Redis; see the module docstring for the model.
 
@@ -514,13 +536,7 @@ class RedisHistory:
         runs: Sequence[RunRecord] = (),
     ) -> tuple[History, History]:
         what = f"apply to {key}"
-        state_keys = list(self.keys(key))
-        fence_keys, fence = self._fence_keys_and_value()
-        if fence is None:
-            raise FencedOut(f"{what} refused: this replica does not lead (no fencing token)")
-        records: list[str | int] = [
-            arg for run in runs for arg in (encode_time(run.scheduled_at), _encode_run(run))
-        ]
+        fence = self._fence_value_to_write(what)
         with self._snapshots_guard:
             snapshot = self._snapshots.get(key)
         if snapshot is None:
@@ -530,36 +546,94 @@ class RedisHistory:
                 # The first conflict came with the fresh state: retry at once. Later ones mean
                 # several writers race: spread them out (jittered, exponential, at most 50 ms).
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**conflicts)))
-            before = snapshot.history if snapshot.history is not None else seed
-            after = transition(before)
-            fields = _encode_history(after)
-            changes = [(k, v) for k, v in fields.items() if snapshot.fields.get(k) != v]
-            version = uuid.uuid4().hex[:16] if changes else snapshot.version
-            args: list[str | int] = [snapshot.version, version, fence, self._recent_runs]
-            args.append(len(changes))
-            args += [arg for change in changes for arg in change]
+            write = self._write(Change(key, seed, transition, runs), snapshot, fence)
             with redis_errors(what, self._where):
-                reply = self._apply_script(keys=state_keys + fence_keys, args=args + records)
-            status = _text(reply[0])
-            if status == "ok":
-                self._remember(
-                    key,
-                    _Snapshot(version, {**snapshot.fields, **fields, "version": version}, after),
-                )
-                return before, after
-            if status == "fenced":
-                self._forget_snapshot(key)
-                raise FencedOut(f"{what} refused: this replica's fencing token is not current")
-            current = _Snapshot.parse(_pairs(reply[1]))
-            if changes and current.version == version:
-                # Our own write: redis-py retried the script after a lost reply.
-                self._remember(key, current)
-                return before, after
-            snapshot = current
+                reply = self._apply_script(keys=write.keys, args=write.args)
+            settled = self._settle(key, write, reply, what)
+            if isinstance(settled, _Snapshot):
+                snapshot = settled
+                continue
+            return settled
         self._forget_snapshot(key)
         raise WriteConflict(
             f"{what} gave up after {self._max_conflicts} conflicting concurrent writes"
         )
+
+    def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
+        """Every change's script in one pipelined round trip (plus one to read the states
+        not cached). A change that meets a concurrent write is retried alone, as
+        :meth:`apply` does; when the fence is lost, the others are still settled before
+        :class:`FencedOut` is raised."""
+        if len(changes) <= 1:
+            return [self.apply(*change) for change in changes]
+        what = f"apply to {_several([change.key for change in changes])}"
+        fence = self._fence_value_to_write(what)
+        snapshots = self._snapshots_of([change.key for change in changes], what)
+        writes = [
+            self._write(change, snapshot, fence)
+            for change, snapshot in zip(changes, snapshots, strict=True)
+        ]
+        pipeline = self._client.pipeline(transaction=False)
+        for write in writes:
+            self._apply_script(keys=write.keys, args=write.args, client=pipeline)
+        with redis_errors(what, self._where):
+            replies = pipeline.execute()
+        results: list[tuple[History, History]] = []
+        fenced: FencedOut | None = None
+        for change, write, reply in zip(changes, writes, replies, strict=True):
+            try:
+                settled = self._settle(change.key, write, reply, what)
+            except FencedOut as error:
+                fenced = error
+                continue
+            results.append(settled if isinstance(settled, tuple) else self.apply(*change))
+        if fenced is not None:
+            raise fenced
+        return results
+
+    def _fence_value_to_write(self, what: str) -> str:
+        _, fence = self._fence_keys_and_value()
+        if fence is None:
+            raise FencedOut(f"{what} refused: this replica does not lead (no fencing token)")
+        return fence
+
+    def _write(self, change: Change, snapshot: _Snapshot, fence: str) -> _Write:
+        """The script call that turns ``snapshot`` into the transition's result."""
+        before = snapshot.history if snapshot.history is not None else change.seed
+        after = change.transition(before)
+        fields = _encode_history(after)
+        changes = [(k, v) for k, v in fields.items() if snapshot.fields.get(k) != v]
+        # Random bits from the process's generator, not uuid4: os.urandom releases the
+        # interpreter lock, which a busy tick worker then waits to take back.
+        version = f"{random.getrandbits(64):016x}" if changes else snapshot.version
+        args: list[str | int] = [snapshot.version, version, fence, self._recent_runs]
+        args.append(len(changes))
+        args += [arg for field in changes for arg in field]
+        args += [
+            arg for run in change.runs for arg in (encode_time(run.scheduled_at), _encode_run(run))
+        ]
+        keys = [*self.keys(change.key), *self._fence_keys_and_value()[0]]
+        state = _Snapshot(version, {**snapshot.fields, **fields, "version": version}, after)
+        return _Write(before, after, bool(changes), state, keys, args)
+
+    def _settle(
+        self, key: str, write: _Write, reply: Sequence[Any], what: str
+    ) -> tuple[History, History] | _Snapshot:
+        """(before, after) when ``write`` is done; the current state when another writer
+        came first (to retry on)."""
+        status = _text(reply[0])
+        if status == "ok":
+            self._remember(key, write.state)
+            return write.before, write.after
+        if status == "fenced":
+            self._forget_snapshot(key)
+            raise FencedOut(f"{what} refused: this replica's fencing token is not current")
+        current = _Snapshot.parse(_pairs(reply[1]))
+        self._remember(key, current)
+        if write.changed and current.version == write.state.version:
+            # Our own write: redis-py retried the script after a lost reply.
+            return write.before, write.after
+        return current
 
     def claim(self, key: str, scheduled_at: datetime) -> bool:
         state, _, _ = self.keys(key)
@@ -571,6 +645,25 @@ class RedisHistory:
                 keys=[state, *fence_keys], args=[encode_time(scheduled_at), fence]
             )
         return bool(int(claimed))
+
+    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
+        """Every claim's script in one pipelined round trip."""
+        if len(claims) <= 1:
+            return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
+        fence_keys, fence = self._fence_keys_and_value()
+        if fence is None:
+            return [False] * len(claims)
+        pipeline = self._client.pipeline(transaction=False)
+        for key, scheduled_at in claims:
+            state, _, _ = self.keys(key)
+            self._claim_script(
+                keys=[state, *fence_keys],
+                args=[encode_time(scheduled_at), fence],
+                client=pipeline,
+            )
+        with redis_errors(f"claims of {_several([key for key, _ in claims])}", self._where):
+            replies = pipeline.execute()
+        return [bool(int(reply)) for reply in replies]
 
     def forget(self, key: str) -> None:
         what = f"forget of {key}"
@@ -600,6 +693,24 @@ class RedisHistory:
         snapshot = _Snapshot.parse({_text(k): _text(v) for k, v in raw.items()}) if raw else _ABSENT
         self._remember(key, snapshot)
         return snapshot
+
+    def _snapshots_of(self, keys: Sequence[str], what: str) -> list[_Snapshot]:
+        """The cached state of each key; those not cached are read in one round trip."""
+        with self._snapshots_guard:
+            found = [self._snapshots.get(key) for key in keys]
+        missing = [key for key, snapshot in zip(keys, found, strict=True) if snapshot is None]
+        if missing:
+            pipeline = self._client.pipeline(transaction=False)
+            for key in missing:
+                pipeline.hgetall(self.keys(key)[0])
+            with redis_errors(what, self._where):
+                replies = cast(list[Mapping[bytes | str, bytes | str]], pipeline.execute())
+            for key, raw in zip(missing, replies, strict=True):
+                fields = {_text(k): _text(v) for k, v in raw.items()}
+                self._remember(key, _Snapshot.parse(fields) if fields else _ABSENT)
+            with self._snapshots_guard:
+                found = [self._snapshots.get(key) for key in keys]
+        return [snapshot or _ABSENT for snapshot in found]
 
     def _remember(self, key: str, snapshot: _Snapshot) -> None:
         fence = self._fence.value if self._fence is not None else None

@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -62,7 +62,7 @@ from scheduler.logs import EventLog
 from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
 from scheduler.redis_history import FencedOut
 from scheduler.redis_lock import PublishedFence
-from scheduler.timer import Timer
+from scheduler.timer import Due, Timer
 
 __all__ = [
     "Cluster",
@@ -242,7 +242,7 @@ class Service:
         if self.cluster is not None:
             observers.append(self._cluster_event)
         self.engine = Engine(self.store, sink, _Fanout(observers))
-        self.timer = Timer(self.on_due, self.config.workers)
+        self.timer = Timer(self.on_due_many, self.config.workers)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
         self._applied: Snapshot | None = None
@@ -364,36 +364,44 @@ class Service:
         self, key: str, instants: Iterable[datetime], fired_at: datetime | None = None
     ) -> None:
         """The timer says ``instants`` of ``key`` are due; it fired them at ``fired_at``."""
+        self.on_due_many([Due(key, tuple(instants), fired_at or self.clock())])
+
+    def on_due_many(self, dues: Sequence[Due]) -> None:
+        """The timer hands over a batch of due CronWorkflows."""
         with self._lock:
-            cron_workflow = self._catalog.get(key)
             leading = self._leading and self._degraded is None
-            if cron_workflow is None or not leading:
+            if not leading:
                 return  # a standby or a degraded leader decides nothing: catch-up will
+            # A CronWorkflow deleted meanwhile has no catalog entry: nothing to decide.
+            known = [(self._catalog[due.key], due) for due in dues if due.key in self._catalog]
+            if not known:
+                return
             self._inflight += 1
         try:
-            self._decide(cron_workflow, instants, fired_at)
+            self._decide(known)
         finally:
             with self._lock:
                 self._inflight -= 1
                 if not self._inflight:
                     self._idle.notify_all()
 
-    def _decide(
-        self,
-        cron_workflow: CronWorkflow,
-        instants: Iterable[datetime],
-        fired_at: datetime | None,
-    ) -> None:
+    def _decide(self, dues: Sequence[tuple[CronWorkflow, Due]]) -> None:
         now = self.clock()
-        # Lateness is the timer's (a stalled process), not the queue's: in a burst of ten
-        # thousand instants the last ones wait for a worker, yet they were fired on time.
-        fired = fired_at or now
+        late_after = timedelta(seconds=self.config.late_after)
+        together: list[tuple[CronWorkflow, datetime]] = []
         try:
-            for instant in instants:
-                if fired - instant > timedelta(seconds=self.config.late_after):
+            for cron_workflow, due in dues:
+                # Lateness is the timer's (a stalled process), not the queue's: in a burst of
+                # ten thousand instants the last ones wait for a worker, yet they were fired
+                # on time.
+                if due.instants and due.fired_at - due.instants[0] > late_after:
                     self.engine.catch_up(cron_workflow, now)
-                    break
-                self.engine.tick(cron_workflow, instant, now)
+                elif len(due.instants) == 1:
+                    together.append((cron_workflow, due.instants[0]))
+                else:
+                    for instant in due.instants:
+                        self.engine.tick(cron_workflow, instant, now)
+            self.engine.tick_many(together, now)
         except FencedOut as error:
             self._step_down(str(error))
         except (StoreUnavailable, SinkUnavailable) as error:

@@ -10,6 +10,8 @@ the next due job, thread-pool execution — and nothing else. Two adaptations ma
   (``run_times``), not just "now": the engine must receive the exact instant to name the
   Workflow and to move the cursor. Late instants are not dropped (no misfire grace): the
   callback decides what lateness means (the runtime routes late instants through catch-up).
+  Jobs due together reach the callback together, in batches (:class:`Due`), so that the
+  engine can share the store's round trips among them.
 
 One job per CronWorkflow, keyed by ``namespace/name``. The timer holds no state of its own
 worth keeping: after a restart the runtime rebuilds it from the catalog and catch-up covers
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
@@ -32,13 +36,9 @@ from apscheduler.triggers.base import BaseTrigger
 
 from policies.schedule import Schedule
 
-__all__ = ["DueCallback", "ScheduleTrigger", "TickExecutor", "Timer"]
+__all__ = ["Due", "DueCallback", "ScheduleTrigger", "TickExecutor", "Timer"]
 
 log = logging.getLogger(__name__)
-
-DueCallback = Callable[[str, Sequence[datetime], datetime | None], None]
-"""Called with a CronWorkflow key, its due instants (ascending, UTC) and when the timer fired
-them (which tells a stalled timer from a busy thread pool)."""
 
 _ONE_SECOND = timedelta(seconds=1)
 _UNLIMITED_INSTANCES = 1_000_000
@@ -65,39 +65,109 @@ class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
         return f"schedule{list(self.schedule.expressions)!r}"
 
 
-class TickExecutor(BaseExecutor):  # type: ignore[misc]
-    """Runs a job's callback with the exact instants it was due at, in a thread pool."""
+@dataclass(frozen=True, slots=True)
+class Due:
+    """The instants of one CronWorkflow that the timer fired together."""
 
-    def __init__(self, workers: int) -> None:
+    key: str
+    instants: tuple[datetime, ...]
+    """Ascending, in UTC."""
+    fired_at: datetime
+    """When the timer fired them: tells a stalled timer from busy workers."""
+
+
+DueCallback = Callable[[Sequence[Due]], None]
+"""Called with the jobs due, a batch at a time."""
+
+_Item = tuple[Any, Due]
+"""(the job, what it is due for)."""
+
+
+class TickExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs due jobs in worker threads, handing each worker a batch of them.
+
+    A job's callable receives a sequence of :class:`Due` (the job's id is the key): the exact
+    instants APScheduler computed, not just "now". A worker takes the first job waiting and
+    as many of the others as its share (those waiting divided among the workers, at most
+    ``batch``), so that when a whole fleet is due at one instant each batch shares the
+    store's round trips, and when one job is due it runs at once, alone.
+    """
+
+    def __init__(self, workers: int, batch: int = 500) -> None:
         super().__init__()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cronwf-tick")
+        if workers < 1 or batch < 1:
+            raise ValueError(f"workers and batch must be at least 1, got {workers}, {batch}")
+        self._batch = batch
+        self._queue: SimpleQueue[_Item | None] = SimpleQueue()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"cronwf-tick-{n}", daemon=True)
+            for n in range(workers)
+        ]
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        for worker in self._workers:
+            worker.start()
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        instants = [t.astimezone(UTC) for t in run_times]
-        fired_at = datetime.now(UTC)
+        instants = tuple(t.astimezone(UTC) for t in run_times)
+        self._queue.put((job, Due(job.id, instants, datetime.now(UTC))))
 
-        def run() -> None:
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            items = [first]
+            share = min(self._batch, 1 + self._queue.qsize() // len(self._workers))
+            stop = False
+            while len(items) < share:
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+                if item is None:
+                    stop = True  # this worker's end: run what it took first
+                    break
+                items.append(item)
+            self._run(items)
+            if stop:
+                return
+
+    def _run(self, items: Sequence[_Item]) -> None:
+        by_callable: dict[Any, list[_Item]] = {}
+        for job, due in items:
+            by_callable.setdefault(job.func, []).append((job, due))
+        for func, group in by_callable.items():
             try:
-                job.func(*job.args, instants, fired_at)
-            except Exception as error:  # the callback logs; this keeps the executor alive
-                self._run_job_error(job.id, error, error.__traceback__)
+                func([due for _, due in group])
+            except Exception as error:  # the callback logs; this keeps the workers alive
+                self._run_job_error(group[0][0].id, error, error.__traceback__)
+                for job, _ in group[1:]:
+                    self._run_job_success(job.id, [])
             else:
-                self._run_job_success(job.id, [])
-
-        self._pool.submit(run)
+                for job, _ in group:
+                    self._run_job_success(job.id, [])
 
     def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait)
+        """Jobs already submitted still run; then each worker ends."""
+        for _ in self._workers:
+            self._queue.put(None)
+        if wait:
+            for worker in self._workers:
+                if worker.is_alive():
+                    worker.join()
 
 
 class Timer:
-    """One APScheduler job per CronWorkflow, calling ``on_due(key, instants)``."""
+    """One APScheduler job per CronWorkflow, calling ``on_due(dues)`` with batches of
+    :class:`Due` (at most ``batch`` each) from ``workers`` threads."""
 
-    def __init__(self, on_due: DueCallback, workers: int = 8) -> None:
+    def __init__(self, on_due: DueCallback, workers: int = 8, batch: int = 500) -> None:
         self._on_due = on_due
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": TickExecutor(workers)},
+            executors={"default": TickExecutor(workers, batch)},
             job_defaults={
                 "coalesce": False,
                 "misfire_grace_time": None,
@@ -117,18 +187,15 @@ class Timer:
         self._scheduler.add_job(
             self._due,
             trigger=ScheduleTrigger(schedule),
-            args=[key],
             id=key,
             name=key,
             replace_existing=True,
         )
 
-    def _due(
-        self, key: str, instants: Sequence[datetime] = (), fired_at: datetime | None = None
-    ) -> None:
-        # The defaults only satisfy APScheduler's signature check: TickExecutor always
-        # passes both.
-        self._on_due(key, instants, fired_at)
+    def _due(self, dues: Sequence[Due] = ()) -> None:
+        # The default only satisfies APScheduler's signature check: TickExecutor always
+        # passes the batch.
+        self._on_due(dues)
 
     def remove(self, key: str) -> None:
         with contextlib.suppress(JobLookupError):

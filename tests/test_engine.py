@@ -794,3 +794,179 @@ def test_ticks_of_different_cron_workflows_do_not_wait_for_each_other() -> None:
     sink.release.set()
     ticking.join()
     assert completing.join() is False
+
+
+# --------------------------------------------------------------------------------------------
+# Ticks in batches
+
+
+def fleet() -> list[CronWorkflow]:
+    """One CronWorkflow per path through a tick, all due at the same instants."""
+    return [
+        make_cron_workflow(name="plain"),
+        make_cron_workflow(name="suspended", suspend=True),
+        make_cron_workflow(name="when-false", when="{{= false }}"),
+        make_cron_workflow(name="forbid", concurrency_policy="Forbid"),
+        make_cron_workflow(name="replace", concurrency_policy="Replace"),
+        make_cron_workflow(name="stops", stop_expression="cronworkflow.succeeded >= 1"),
+        make_cron_workflow(name="invalid", schedules=("*/5 * * *",)),
+        make_cron_workflow(name="bad-when", when="{{= nonsense( }}"),
+        make_cron_workflow(name="plain-2", timezone="Europe/Paris"),
+    ]
+
+
+def tick_fleet(batched: bool) -> World:
+    """Two instants of the whole fleet, with a completion between them (so that Forbid skips,
+    Replace terminates and the stop strategy stops), ticked one by one or in batches."""
+    w = world()
+    cron_workflows = fleet()
+    for cron_workflow in cron_workflows:
+        w.engine.sync(cron_workflow, at(0))
+    for minutes in (5, 10):
+        ticks = [(cron_workflow, at(minutes)) for cron_workflow in cron_workflows]
+        if batched:
+            w.engine.tick_many(ticks, at(minutes))
+        else:
+            for cron_workflow, instant in ticks:
+                w.engine.tick(cron_workflow, instant, at(minutes))
+        stops = next(c for c in cron_workflows if c.key == "batch/stops")
+        if minutes == 5:
+            w.engine.complete(
+                stops, workflow_name("stops", at(5)), WorkflowPhase.SUCCEEDED, at(6), at(5)
+            )
+    return w
+
+
+def by_key(events: list[Event]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = {}
+    for event in events:
+        grouped.setdefault(event.key, []).append(event)
+    return grouped
+
+
+def test_a_batch_decides_every_instant_as_ticking_one_by_one_does() -> None:
+    """Spawns, skips (suspended, when false, Forbid), a Replace, a stop, a spec error and an
+    expression error: the same events per CronWorkflow, histories, recent runs and Workflows
+    whether the instants are ticked one by one or in batches."""
+    one_by_one, batched = tick_fleet(batched=False), tick_fleet(batched=True)
+
+    assert by_key(batched.observer.events) == by_key(one_by_one.observer.events)
+    kinds = {e.kind for e in batched.observer.events}
+    assert kinds >= {"Spawned", "Skipped", "Terminated", "Stopped", "Error", "Completed"}
+    assert batched.sink.workflows == one_by_one.sink.workflows
+    assert batched.sink.terminated == one_by_one.sink.terminated
+    for cron_workflow in fleet():
+        key = cron_workflow.key
+        assert batched.store.load(key) == one_by_one.store.load(key), key
+        assert batched.store.recent_runs(key) == one_by_one.store.recent_runs(key), key
+
+
+def test_a_batch_returns_one_result_per_instant_in_order() -> None:
+    plain, suspended = (
+        make_cron_workflow(name="plain"),
+        make_cron_workflow(name="off", suspend=True),
+    )
+    w = world()
+    w.engine.sync(plain, at(0))
+    w.engine.sync(suspended, at(0))
+
+    results = w.engine.tick_many([(suspended, at(5)), (plain, at(5)), (plain, at(5))], at(5))
+
+    assert [r.kind for r in results] == ["Skipped", "Spawned", "AlreadyDecided"]
+    assert w.sink.spawn_calls == 1
+
+
+def test_the_same_cron_workflow_twice_in_a_batch_is_ticked_in_order() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+
+    results = w.engine.tick_many([(cron_workflow, at(5)), (cron_workflow, at(10))], at(10))
+
+    assert [r.kind for r in results] == ["Spawned", "Spawned"]
+    assert list(w.sink.workflows) == [name_at(5), name_at(10)]
+    assert w.history().cursor == at(10)
+
+
+def test_a_batch_claims_before_spawning_and_spawns_nothing_when_deposed() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow, store=RefusingHistory())
+
+    results = w.engine.tick_many([(cron_workflow, at(5))], at(5))
+
+    assert results == [TickResult("ClaimLost")]
+    assert w.sink.spawn_calls == 0
+    assert w.observer.events == []
+
+
+def test_a_rejected_spawn_in_a_batch_is_a_submission_error_of_that_instant_only() -> None:
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world()
+    w.engine.sync(first, at(0))
+    w.engine.sync(second, at(0))
+    w.sink.spawn_errors.append(SpawnRejected("admission webhook denied the request"))
+
+    results = w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
+
+    assert [r.kind for r in results] == ["Error", "Spawned"]
+    error = results[0].events[-1]
+    assert isinstance(error, Error)
+    assert error.reason is ErrorReason.SUBMISSION_ERROR
+    assert error.triggered
+    decided = w.store.load("batch/first")
+    assert decided is not None
+    assert decided.cursor == at(5)
+    assert list(w.sink.workflows) == [workflow_name("second", at(5))]
+
+
+def test_when_the_sink_fails_in_a_batch_the_spawns_made_are_recorded_and_the_rest_wait() -> None:
+    """The sink goes away after the first spawn: that run is recorded (it exists), the error
+    reaches the caller, and the next instant is left undecided for catch-up."""
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world()
+    w.engine.sync(first, at(0))
+    w.engine.sync(second, at(0))
+
+    class FailingAfterOne(FakeSink):
+        def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+            if self.spawn_calls:
+                raise SinkUnavailable("the API server is unreachable")
+            return super().spawn(spec, scheduled_at)
+
+    w.engine.sink = w.sink = FailingAfterOne()
+    with pytest.raises(SinkUnavailable):
+        w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
+
+    recorded = w.store.load("batch/first")
+    assert recorded is not None
+    assert recorded.active == (workflow_name("first", at(5)),)
+    undecided = w.store.load("batch/second")
+    assert undecided is not None
+    assert undecided.cursor == at(0)
+    assert w.observer.kinds == ["Spawned"]
+
+
+def test_a_cron_workflow_busy_elsewhere_is_ticked_after_the_batch_without_blocking_it() -> None:
+    """A completion holds one CronWorkflow's lock: the batch decides the others meanwhile and
+    waits for that lock only at the end."""
+    busy, free = make_cron_workflow(name="busy"), make_cron_workflow(name="free")
+    w = world()
+    w.engine.sync(busy, at(0))
+    w.engine.sync(free, at(0))
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with w.engine.serialized(busy.key):
+            holding.set()
+            release.wait(BOUND)
+
+    holder = Worker(hold)
+    assert holding.wait(BOUND)
+    batch = Worker(lambda: w.engine.tick_many([(busy, at(5)), (free, at(5))], at(5)))
+
+    assert not batch.done.wait(0.2)
+    assert list(w.sink.workflows) == [workflow_name("free", at(5))]
+    release.set()
+    holder.join()
+    results = batch.join()
+    assert isinstance(results, list)
+    assert [r.kind for r in results] == ["Spawned", "Spawned"]

@@ -30,7 +30,7 @@ from policies.decision import (
     record_spawn,
     record_stopped,
 )
-from scheduler.engine import HistoryStore, RunRecord
+from scheduler.engine import Change, HistoryStore, RunRecord
 from scheduler.memory import MemoryHistory, merge_run
 from scheduler.redis_history import RedisHistory
 
@@ -402,6 +402,58 @@ def test_a_claim_decides_nothing(store: Store) -> None:
     assert store.claim(KEY, at(1)) is True
     assert store.claim(KEY, at(1)) is True
     assert store.load(KEY) == SEED
+
+
+# --------------------------------------------------------------------------------------------
+# Batches: claim_many and apply_many are claim and apply of each item
+
+
+def test_claims_in_a_batch_answer_as_claims_one_by_one(store: Store) -> None:
+    store.apply(KEY, replace(SEED, cursor=at(5)), same)
+    claims = [(KEY, at(4)), (KEY, at(6)), (OTHER, at(1)), (KEY, at(5))]
+
+    assert store.claim_many(claims) == [store.claim(key, instant) for key, instant in claims]
+    assert store.claim_many(claims) == [False, True, True, False]
+    assert store.claim_many([]) == []
+
+
+def test_changes_in_a_batch_apply_as_changes_one_by_one(backend: Backend) -> None:
+    """The same (before, after) pairs, histories and recent runs, for known and unknown
+    CronWorkflows alike; an empty batch does nothing."""
+    keys = [KEY, OTHER, "default/third"]
+    one_by_one = backend.make()
+    # Two stores side by side: on one Redis, under two prefixes.
+    batched = backend.make(prefix="batched") if backend.client is not None else backend.make()
+    for store in (one_by_one, batched):
+        store.apply(KEY, SEED, increment)
+
+    def changes(minute: int) -> list[Change]:
+        return [
+            Change(
+                key, replace(SEED, failed=n), increment, [RunRecord(at(minute), "Skipped", at(0))]
+            )
+            for n, key in enumerate(keys)
+        ]
+
+    expected = [one_by_one.apply(*change) for change in changes(1)]
+    assert batched.apply_many(changes(1)) == expected
+    assert batched.apply_many([]) == []
+    for key in keys:
+        assert batched.load(key) == one_by_one.load(key)
+        assert batched.recent_runs(key) == one_by_one.recent_runs(key)
+
+
+def test_a_replayed_batch_changes_nothing_more(store: Store) -> None:
+    spawn = [
+        Change(key, SEED, lambda h, key=key: record_spawn(h, at(1), f"{key}-1"))
+        for key in (KEY, OTHER)
+    ]
+    first = store.apply_many(spawn)
+
+    again = store.apply_many(spawn)
+
+    assert [after for _, after in again] == [after for _, after in first]
+    assert [before for before, _ in again] == [after for _, after in first]
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from conftest import RedisServer
 from redis.crc import key_slot
 
 from policies.decision import History, record_spawn
-from scheduler.engine import RunRecord, StoreUnavailable
+from scheduler.engine import Change, RunRecord, StoreUnavailable
 from scheduler.redis_history import (
     FencedOut,
     RedisHistory,
@@ -32,6 +32,7 @@ from scheduler.redis_history import (
 from scheduler.redis_lock import RedisLeaderLock
 
 KEY = "default/backup"
+OTHER = "team-a/report"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEED = History(cursor=T0, signature="0 * * * *")
 STATE = "cronwf:{default/backup}:state"
@@ -243,6 +244,30 @@ def test_conflicts_beyond_the_bound_raise_and_write_nothing(client: redis.Redis)
     assert store.load(KEY) == replace(SEED, succeeded=3, failed=0)
 
 
+def test_a_batch_retries_alone_the_change_that_met_another_writer(client: redis.Redis) -> None:
+    """The replica's cached state of one CronWorkflow is stale (a rival wrote since): that
+    change is recomputed on the current state, the others are written as computed."""
+    store, rival = RedisHistory(client), RedisHistory(client)
+    store.apply(KEY, SEED, same)
+    store.apply(OTHER, SEED, same)
+    rival.apply(KEY, SEED, increment)
+
+    results = store.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+
+    assert [(before.succeeded, after.succeeded) for before, after in results] == [(1, 2), (0, 1)]
+    assert rival.load(KEY) == replace(SEED, succeeded=2)
+    assert rival.load(OTHER) == replace(SEED, succeeded=1)
+
+
+def test_a_batch_reads_the_states_it_has_not_cached_in_one_go(client: redis.Redis) -> None:
+    writer, reader = RedisHistory(client), RedisHistory(client)
+    writer.apply(KEY, replace(SEED, failed=3), same)
+
+    results = reader.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+
+    assert [before for before, _ in results] == [replace(SEED, failed=3), SEED]
+
+
 def test_a_conflict_within_the_bound_is_retried(client: redis.Redis) -> None:
     store, rival = RedisHistory(client), RedisHistory(client)
     store.apply(KEY, SEED, same)
@@ -354,6 +379,10 @@ def test_an_outage_makes_every_operation_raise_store_unavailable_quickly(
         "load": lambda: store.load(KEY),
         "apply": lambda: store.apply(KEY, SEED, increment),
         "claim": lambda: store.claim(KEY, at(1)),
+        "claim many": lambda: store.claim_many([(KEY, at(1)), (OTHER, at(1))]),
+        "apply many": lambda: store.apply_many(
+            [Change(KEY, SEED, increment), Change(OTHER, SEED, increment)]
+        ),
         "recent runs": lambda: store.recent_runs(KEY),
         "forget": lambda: store.forget(KEY),
     }
@@ -610,6 +639,26 @@ def test_a_deposed_leader_can_neither_claim_nor_write(client: redis.Redis) -> No
     assert (client.hgetall(STATE), client.hgetall(RUNS)) == stored
     assert new.claim(KEY, at(2)) is True
     assert new.apply(KEY, SEED, increment)[1].succeeded == 2
+
+
+def test_a_deposed_leader_can_neither_claim_nor_write_in_batches(client: redis.Redis) -> None:
+    old_lock, new_lock = RedisLeaderLock(client, "replica-a"), RedisLeaderLock(client, "replica-b")
+    old = RedisHistory(client, fence=old_lock)
+    old_lock.try_acquire()
+    old.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+    expire(client)
+    new_lock.try_acquire()
+    stored = {key: client.hgetall(key) for key in keys_of(client) if key.endswith(":state")}
+
+    assert old.claim_many([(KEY, at(2)), (OTHER, at(2))]) == [False, False]
+    with pytest.raises(FencedOut, match="fencing token"):
+        old.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+
+    assert {key: client.hgetall(key) for key in stored} == stored
+    assert RedisHistory(client, fence=new_lock).claim_many([(KEY, at(2)), (OTHER, at(2))]) == [
+        True,
+        True,
+    ]
 
 
 def test_a_fenced_out_write_is_a_store_outage_to_the_engine(client: redis.Redis) -> None:

@@ -29,11 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from policies.decision import History, Phase
 from policies.schedule import Schedule
 from policies.workflow import workflow_name
-from scheduler.engine import RunRecord, StoreUnavailable, Transition
+from scheduler.engine import Change, RunRecord, StoreUnavailable, Transition
 from scheduler.executor import LocalExecutor
 from scheduler.metrics import CronWorkflowGauges
 from scheduler.redis_history import FencedOut, RedisHistory
 from scheduler.runtime import Service, ServiceConfig
+from scheduler.timer import Due
 
 T0 = datetime(2028, 2, 29, 9, 0, tzinfo=UTC)
 EVERY_FIVE_ON_LEAP_DAY = "*/5 * 29 2 *"
@@ -107,6 +108,12 @@ class FlakyStore:
         if self.fenced:
             raise FencedOut("the fencing token 7 is no longer current (test)")
         return self.inner.claim(key, scheduled_at)
+
+    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
+        return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
+
+    def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
+        return [self.apply(*change) for change in changes]
 
     def forget(self, key: str) -> None:
         self._enter(key)
@@ -351,6 +358,45 @@ def test_an_unknown_cron_workflow_is_ignored(harness: Harness) -> None:
     service.on_due("default/deleted", [at(5)])
 
     assert harness.store.calls.get("default/deleted", 0) == 0
+
+
+def test_a_batch_from_the_timer_decides_each_cron_workflow_by_its_own_lateness(
+    harness: Harness,
+) -> None:
+    """The timer hands over CronWorkflows due together: those fired on time are ticked (in
+    one batch), one fired late goes through catch-up, one with two instants due gets both,
+    and a key deleted meanwhile is ignored. (``late_after`` is two minutes here, so that two
+    instants of a minute-granular schedule can both be on time.)"""
+    harness.write(
+        cron_workflow("on-time"),
+        cron_workflow("also-on-time"),
+        cron_workflow("late", schedule="2 * 29 2 *"),
+        cron_workflow("two-due", schedule="4,5 * 29 2 *"),
+    )
+    service = harness.started(late_after=120.0)
+    harness.clock.set(at(5, 0.3))
+
+    service.on_due_many(
+        [
+            Due("default/on-time", (at(5),), at(5, 0.1)),
+            Due("default/deleted", (at(5),), at(5, 0.1)),
+            Due("default/late", (at(2),), at(5, 0.1)),
+            Due("default/also-on-time", (at(5),), at(5, 0.1)),
+            Due("default/two-due", (at(4), at(5)), at(5, 0.1)),
+        ]
+    )
+
+    for name in ("on-time", "also-on-time"):
+        (run,) = harness.store.runs(f"default/{name}")
+        assert (run.scheduled_at, run.decision) == (at(5), "Spawned"), name
+    (late,) = harness.store.runs("default/late")
+    assert (late.scheduled_at, late.decision, late.reason) == (at(2), "Missed", "deadline")
+    assert [(r.scheduled_at, r.decision) for r in harness.store.runs("default/two-due")] == [
+        (at(5), "Spawned"),
+        (at(4), "Spawned"),
+    ]
+    assert harness.store.calls.get("default/deleted", 0) == 0
+    assert scrape(service)[("cronwf_schedule_lag_seconds_count", ())] == 4
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policies.schedule import Schedule
-from scheduler.timer import ScheduleTrigger, Timer
+from scheduler.timer import Due, ScheduleTrigger, Timer
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday; a multiple of 90 s since the epoch
 BOUND = 5.0  # seconds: the longest any test waits for a delivery
@@ -122,13 +122,14 @@ class Deliveries:
         self._changed = threading.Condition()
         self._slow_first = slow_first
 
-    def __call__(self, key: str, instants: Sequence[datetime], fired_at: datetime | None) -> None:
+    def __call__(self, dues: Sequence[Due]) -> None:
         arrived = datetime.now(UTC)
-        assert fired_at is not None
-        assert fired_at <= arrived
+        assert dues, "an empty batch"
         with self._changed:
             first = not self.received
-            self.received.extend((key, instant, arrived) for instant in instants)
+            for due in dues:
+                assert due.fired_at <= arrived
+                self.received.extend((due.key, instant, arrived) for instant in due.instants)
             self._changed.notify_all()
         if first and self._slow_first:
             time.sleep(self._slow_first)
@@ -201,6 +202,64 @@ def test_a_slow_callback_delays_deliveries_but_loses_none() -> None:
     assert lateness >= timedelta(seconds=1)
 
 
+def test_jobs_due_together_arrive_in_batches_each_instant_once() -> None:
+    """Forty CronWorkflows due every second with one worker whose first call takes 1.2 s:
+    meanwhile the others queue up, and the worker then takes them as one batch (at most
+    ``batch`` each); every key still gets each instant once, in order."""
+    keys = [f"default/cron-{n}" for n in range(40)]
+    batches: list[int] = []
+    slow = Deliveries(slow_first=1.2)
+
+    def deliveries(dues: Sequence[Due]) -> None:
+        batches.append(len(dues))
+        slow(dues)
+
+    timer = Timer(deliveries, workers=1, batch=25)
+    try:
+        for key in keys:
+            timer.set(key, Schedule(["@every 1s"]))
+        timer.start()
+        for key in keys:
+            slow.wait(key, 2)
+    finally:
+        timer.shutdown()
+
+    assert max(batches) == 25, f"batch sizes: {batches}"
+    for key in keys:
+        assert_exact_consecutive_seconds(slow.instants(key))
+
+
+def test_a_worker_takes_its_share_of_the_jobs_waiting() -> None:
+    """With four idle workers, a burst is shared among them rather than taken by one."""
+    keys = [f"default/cron-{n}" for n in range(200)]
+    threads: set[str] = set()
+    deliveries = Deliveries()
+
+    def record(dues: Sequence[Due]) -> None:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.05)
+        deliveries(dues)
+
+    timer = Timer(record, workers=4)
+    try:
+        for key in keys:
+            timer.set(key, Schedule(["@every 2s"]))
+        timer.start()
+        for key in keys:
+            deliveries.wait(key, 1)
+    finally:
+        timer.shutdown()
+
+    assert len(threads) > 1, f"one worker took the whole burst: {threads}"
+
+
+def test_workers_and_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Timer(Deliveries(), workers=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        Timer(Deliveries(), batch=0)
+
+
 def test_remove_stops_the_deliveries_of_that_key_only(timer: Timer, deliveries: Deliveries) -> None:
     """After ``remove`` no instant later than the removal is delivered for the key, while the
     other keys keep firing; removing an unknown key is harmless."""
@@ -271,8 +330,8 @@ def test_a_failing_callback_does_not_stop_the_timer() -> None:
     calls: list[datetime] = []
     enough = threading.Event()
 
-    def failing(key: str, instants: Sequence[datetime], fired_at: datetime | None) -> None:
-        calls.extend(instants)
+    def failing(dues: Sequence[Due]) -> None:
+        calls.extend(instant for due in dues for instant in due.instants)
         if len(calls) >= 2:
             enough.set()
         raise RuntimeError("callback bug")
