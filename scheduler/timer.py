@@ -41,16 +41,23 @@ __all__ = ["Due", "DueCallback", "ScheduleTrigger", "TickExecutor", "Timer"]
 log = logging.getLogger(__name__)
 
 _ONE_SECOND = timedelta(seconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNLIMITED_INSTANCES = 1_000_000
 
 
 class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
-    """An APScheduler trigger whose instants are those of a :class:`Schedule`."""
+    """An APScheduler trigger whose instants are those of a :class:`Schedule`.
 
-    __slots__ = ("schedule",)
+    APScheduler asks twice for the instant after the one it just fired (once to find the run
+    times, once for the next run), so the last answer is kept: when a fleet is due at once,
+    the scheduler thread that fires every job is the bottleneck.
+    """
+
+    __slots__ = ("_last", "schedule")
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
+        self._last: tuple[int, datetime | None] | None = None
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -58,8 +65,14 @@ class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
         # A new job starts one second back so that an instant falling in the very second the
         # job is added is not lost; the cursor makes a second look at it harmless.
         after = previous_fire_time if previous_fire_time is not None else now - _ONE_SECOND
-        found = self.schedule.next_after(after)
-        return None if found is None else found.astimezone(UTC)
+        whole = (after - _EPOCH) // _ONE_SECOND
+        last = self._last
+        if last is not None and last[0] == whole:
+            return last[1]
+        found = self.schedule.next_after_ts(whole)
+        following = None if found is None else _EPOCH + timedelta(seconds=found)
+        self._last = (whole, following)
+        return following
 
     def __str__(self) -> str:
         return f"schedule{list(self.schedule.expressions)!r}"
