@@ -333,21 +333,35 @@ def decide(
 
 @dataclass(frozen=True)
 class CatchUp:
-    """The instants that passed unticked: which are recorded missed, which one runs."""
+    """The instants that passed unticked: which are recorded missed, which one runs.
+
+    When the plan was asked to list at most so many missed instants, ``unlisted`` counts the
+    older superseded ones left out (a fast schedule after a long gap has millions), from
+    ``unlisted_since`` to ``unlisted_until``; they are missed all the same.
+    """
 
     missed: tuple[tuple[datetime, MissedReason], ...] = ()
     run: datetime | None = None
+    unlisted: int = 0
+    unlisted_since: datetime | None = None
+    unlisted_until: datetime | None = None
 
     @property
     def cursor(self) -> datetime | None:
         """The last instant this plan decides, if any."""
         if self.run is not None:
             return self.run
-        return self.missed[-1][0] if self.missed else None
+        if self.missed:
+            return self.missed[-1][0]
+        return self.unlisted_until
 
 
 def plan_catch_up(
-    cron_workflow: CronWorkflow, cursor: datetime, now: datetime, until: datetime | None = None
+    cron_workflow: CronWorkflow,
+    cursor: datetime,
+    now: datetime,
+    until: datetime | None = None,
+    listed: int | None = None,
 ) -> CatchUp:
     """Plan the instants in ``(cursor, until)`` (DESIGN §5, Argo's rule without its quirks);
     ``until`` defaults to ``now``.
@@ -355,8 +369,12 @@ def plan_catch_up(
     The latest runs when ``startingDeadlineSeconds`` > 0 and ``now`` is before the instant
     plus the deadline; every other one is missed (``superseded``, or ``deadline`` for the
     latest when it may not run). An instant exactly at ``until`` is not missed: its own tick
-    decides it.
+    decides it. With ``listed``, at most that many missed instants are listed, the newest;
+    the older ones are only counted (:attr:`CatchUp.unlisted`), in memory bounded by
+    ``listed`` however long the gap.
     """
+    if listed is not None and listed < 1:
+        raise ValueError(f"listed must be at least 1, got {listed}")
     schedule = cron_workflow.schedule
     if schedule is None:
         return CatchUp()
@@ -365,18 +383,35 @@ def plan_catch_up(
     end = int(bound.timestamp())
     if bound.timestamp() == end:
         end -= 1  # (cursor, until) is open at until
-    instants = list(schedule.between_ts(start, end))
-    if not instants:
+    # The newest instants (the listed ones, the latest, and the newest unlisted one).
+    keep = None if listed is None else listed + 2
+    count, newest = schedule.count_between_ts(start, end, keep)
+    if not newest:
         return CatchUp()
-    latest = instants[-1]
+    latest = newest[-1]
     deadline = cron_workflow.spec.starting_deadline_seconds or 0
-    earlier = tuple(
-        (datetime.fromtimestamp(ts, UTC), MissedReason.SUPERSEDED) for ts in instants[:-1]
+    runs = deadline > 0 and now.timestamp() < latest + deadline
+    # How many superseded instants the plan lists: all of them without a bound.
+    earlier = count - 1
+    shown = earlier if listed is None else min(earlier, listed if runs else listed - 1)
+    superseded = tuple(
+        (datetime.fromtimestamp(ts, UTC), MissedReason.SUPERSEDED)
+        for ts in newest[len(newest) - 1 - shown : -1]
     )
+    hidden = earlier - shown
+    unlisted: dict[str, Any] = {}
+    if hidden:
+        first = schedule.next_after_ts(start)
+        assert first is not None  # there are instants after start
+        unlisted = {
+            "unlisted": hidden,
+            "unlisted_since": datetime.fromtimestamp(first, UTC),
+            "unlisted_until": datetime.fromtimestamp(newest[len(newest) - 2 - shown], UTC),
+        }
     latest_at = datetime.fromtimestamp(latest, UTC)
-    if deadline > 0 and now.timestamp() < latest + deadline:
-        return CatchUp(earlier, latest_at)
-    return CatchUp((*earlier, (latest_at, MissedReason.DEADLINE)))
+    if runs:
+        return CatchUp(superseded, latest_at, **unlisted)
+    return CatchUp((*superseded, (latest_at, MissedReason.DEADLINE)), **unlisted)
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import calendar
 import heapq
 import re
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -672,6 +673,23 @@ class Schedule:
             if instant != previous:
                 yield instant
                 previous = instant
+
+    def count_between_ts(self, start: int, end: int, newest: int | None) -> tuple[int, list[int]]:
+        """How many instants fall in ``(start, end]``, and the ``newest`` of them (all when
+        None), ascending. Memory is bounded by ``newest``; a single ``@every`` is counted
+        without walking (``@every 1s`` over a year is 31 million instants)."""
+        if newest is not None and len(self._everies) == 1 and not self._crons:
+            (every,) = self._everies
+            first, last = start // every + 1, end // every
+            count = max(0, last - first + 1)
+            kept = range(max(first, last - newest + 1) * every, last * every + 1, every)
+            return count, list(kept)
+        window: deque[int] = deque(maxlen=newest)
+        count = 0
+        for instant in self.between_ts(start, end):
+            window.append(instant)
+            count += 1
+        return count, list(window)
 
     @staticmethod
     def _walk_every(every: int, start: int, end: int) -> Iterator[int]:

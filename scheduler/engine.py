@@ -135,8 +135,13 @@ class Skipped(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Missed(Event):
+    """``scheduled_at`` was missed; with ``count`` > 1, the ``count`` instants from ``since``
+    to ``scheduled_at`` were (the older instants of a long gap, summed up in one event)."""
+
     scheduled_at: datetime
     reason: MissedReason
+    count: int = 1
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,6 +279,9 @@ class Engine:
     store: HistoryStore
     sink: Sink
     observer: Observer
+    missed_listed: int | None = None
+    """At most this many missed instants of one catch-up are recorded and reported one by
+    one, the newest; older ones are counted in one :class:`Missed` event. None: all."""
     _locks: dict[str, threading.RLock] = field(default_factory=dict, init=False, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -345,22 +353,36 @@ class Engine:
         history = self.store.load(key) or seed
         if not cron_workflow.valid or history.cursor is None:
             return []
-        plan = plan_catch_up(cron_workflow, history.cursor, now, until)
+        plan = plan_catch_up(cron_workflow, history.cursor, now, until, self.missed_listed)
         results: list[TickResult] = []
-        if plan.missed:
+        if plan.missed or plan.unlisted:
             runs = [
                 RunRecord(instant, "Missed", now, reason=reason.value)
                 for instant, reason in plan.missed
             ]
             instants = tuple(instant for instant, _ in plan.missed)
-            self.store.apply(key, seed, lambda h: record_missed(h, instants), runs)
-            events = tuple(
+            if plan.unlisted_until is not None:
+                instants = (plan.unlisted_until, *instants)
+            self.store.apply(key, seed, partial(record_missed, instants=instants), runs)
+            events: list[Event] = []
+            if plan.unlisted_until is not None:
+                events.append(
+                    Missed(
+                        time=now,
+                        key=key,
+                        scheduled_at=plan.unlisted_until,
+                        reason=MissedReason.SUPERSEDED,
+                        count=plan.unlisted,
+                        since=plan.unlisted_since,
+                    )
+                )
+            events += [
                 Missed(time=now, key=key, scheduled_at=instant, reason=reason)
                 for instant, reason in plan.missed
-            )
+            ]
             for event in events:
                 self.observer.emit(event)
-            results.append(TickResult("Missed", events))
+            results.append(TickResult("Missed", tuple(events)))
         if plan.run is not None:
             results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
         return results

@@ -75,6 +75,9 @@ class EventLog:
         if isinstance(event, Spawned):
             fields["workflowCreated"] = event.created
             fields["catchUp"] = event.catch_up
+        if isinstance(event, Missed) and event.since is not None:
+            fields["count"] = event.count
+            fields["since"] = rfc3339(event.since)
         level = logging.WARNING if isinstance(event, Error | Missed) else logging.INFO
         if isinstance(event, Skipped):
             level = logging.INFO

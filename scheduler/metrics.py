@@ -142,7 +142,7 @@ class Metrics(Collector):
                 if event.reason.value == "ConcurrencyForbid":
                     self._concurrency[(*labels, "Forbid")] += 1
             elif isinstance(event, Missed):
-                self._missed[(*labels, event.reason.value)] += 1
+                self._missed[(*labels, event.reason.value)] += event.count
             elif isinstance(event, Completed):
                 if event.phase is WorkflowPhase.SUCCEEDED:
                     self._last_success[labels] = event.time.timestamp()

@@ -59,6 +59,7 @@ from scheduler.files import FileSource, Snapshot
 from scheduler.http import Readiness, StatusServer
 from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, ObservedRun, WorkflowWatcher
 from scheduler.logs import EventLog
+from scheduler.memory import DEFAULT_RECENT_RUNS
 from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
 from scheduler.redis_history import FencedOut
 from scheduler.redis_lock import PublishedFence
@@ -241,7 +242,9 @@ class Service:
         observers = [self._track, self.metrics.emit, EventLog().emit]
         if self.cluster is not None:
             observers.append(self._cluster_event)
-        self.engine = Engine(self.store, sink, _Fanout(observers))
+        # A long gap in a fast schedule is millions of missed instants: the newest are
+        # recorded one by one (as many as the recent runs keep), the rest summed up.
+        self.engine = Engine(self.store, sink, _Fanout(observers), DEFAULT_RECENT_RUNS)
         self.timer = Timer(self.on_due_many, self.config.workers)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
@@ -518,6 +521,11 @@ class Service:
                 self._events.append((event.key, event.reason.value, event.message, True))
             elif isinstance(event, Missed):
                 message = f"missed scheduled time {event.scheduled_at.isoformat()} ({event.reason})"
+                if event.since is not None:
+                    message = (
+                        f"missed {event.count:,} scheduled times from {event.since.isoformat()} "
+                        f"to {event.scheduled_at.isoformat()} ({event.reason})"
+                    )
                 self._events.append((event.key, "MissedSchedule", message, True))
             elif isinstance(event, Stopped):
                 message = "the stop strategy became true: no more Workflows will be spawned"

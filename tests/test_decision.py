@@ -461,6 +461,75 @@ def test_catch_up_in_a_time_zone_uses_that_zones_instants() -> None:
     assert plan == CatchUp(run=auckland_0901.astimezone(UTC))
 
 
+def test_a_bounded_catch_up_lists_the_newest_and_counts_the_older_ones() -> None:
+    """Eleven instants passed (every five minutes for 57 minutes); two may be listed: the two
+    before the one that runs, and the eight older ones are counted with their span."""
+    plan = plan_catch_up(make_cron_workflow(starting_deadline_seconds=300), at(0), at(57), listed=2)
+
+    assert plan == CatchUp(
+        missed=((at(45), MissedReason.SUPERSEDED), (at(50), MissedReason.SUPERSEDED)),
+        run=at(55),
+        unlisted=8,
+        unlisted_since=at(5),
+        unlisted_until=at(40),
+    )
+    assert plan.cursor == at(55)
+
+
+def test_a_bounded_catch_up_without_a_run_lists_the_latest_as_deadline() -> None:
+    plan = plan_catch_up(make_cron_workflow(), at(0), at(57), listed=2)
+
+    assert plan == CatchUp(
+        missed=((at(50), MissedReason.SUPERSEDED), (at(55), MissedReason.DEADLINE)),
+        unlisted=9,
+        unlisted_since=at(5),
+        unlisted_until=at(45),
+    )
+
+
+@pytest.mark.parametrize("listed", [1, 2, 3, 4, 11, 12, 100])
+@pytest.mark.parametrize("deadline", [None, 300])
+@pytest.mark.parametrize(
+    "schedules", [("*/5 * * * *",), ("@every 300s",), ("@every 5m", "7 * * * *")]
+)
+def test_a_bounded_catch_up_decides_what_an_unbounded_one_does(
+    listed: int, deadline: int | None, schedules: tuple[str, ...]
+) -> None:
+    """The same run and the same instants missed: the listed ones are the newest of the
+    unbounded plan's, the unlisted ones are counted; the cursor ends at the same instant."""
+    cron_workflow = make_cron_workflow(schedules=schedules, starting_deadline_seconds=deadline)
+    full = plan_catch_up(cron_workflow, at(0), at(57))
+    bounded = plan_catch_up(cron_workflow, at(0), at(57), listed=listed)
+
+    assert bounded.run == full.run
+    assert bounded.cursor == full.cursor
+    assert len(bounded.missed) == min(listed, len(full.missed))
+    assert bounded.missed == full.missed[len(full.missed) - len(bounded.missed) :]
+    assert bounded.unlisted == len(full.missed) - len(bounded.missed)
+    if bounded.unlisted:
+        assert bounded.unlisted_since == full.missed[0][0]
+        assert bounded.unlisted_until == full.missed[bounded.unlisted - 1][0]
+    else:
+        assert (bounded.unlisted_since, bounded.unlisted_until) == (None, None)
+
+
+def test_a_bounded_catch_up_of_a_year_of_seconds_counts_without_listing() -> None:
+    """``@every 1s`` after a year away: 31,536,000 instants, counted, three listed."""
+    year_later = T0 + timedelta(days=365)
+    plan = plan_catch_up(make_cron_workflow(schedules=("@every 1s",)), T0, year_later, listed=3)
+
+    assert plan.unlisted + len(plan.missed) == 365 * 86_400 - 1
+    assert [instant for instant, _ in plan.missed] == [
+        year_later - timedelta(seconds=n) for n in (3, 2, 1)
+    ]
+    assert plan.unlisted_since == T0 + timedelta(seconds=1)
+
+
+def test_a_catch_up_lists_at_least_one_instant() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_catch_up(make_cron_workflow(), at(0), at(57), listed=0)
+
+
 def test_catch_up_of_an_invalid_spec_plans_nothing() -> None:
     cron_workflow = make_cron_workflow(schedules=("61 * * * *",), starting_deadline_seconds=600)
 

@@ -796,6 +796,34 @@ def test_ticks_of_different_cron_workflows_do_not_wait_for_each_other() -> None:
     assert completing.join() is False
 
 
+def test_a_long_gap_is_recorded_as_the_newest_missed_instants_and_one_summary() -> None:
+    """An engine that lists three missed instants, after two hours away: one ``Missed``
+    event sums up the 20 older instants, the three newest are recorded one by one, and the
+    cursor moves past all of them."""
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.engine.missed_listed = 3
+
+    w.engine.catch_up(cron_workflow, at(117))
+
+    summary, *listed = w.observer.events
+    assert summary == Missed(
+        time=at(117),
+        key=KEY,
+        scheduled_at=at(100),
+        reason=MissedReason.SUPERSEDED,
+        count=20,
+        since=at(5),
+    )
+    assert [(e.scheduled_at, e.reason) for e in listed if isinstance(e, Missed)] == [
+        (at(105), MissedReason.SUPERSEDED),
+        (at(110), MissedReason.SUPERSEDED),
+        (at(115), MissedReason.DEADLINE),
+    ]
+    assert w.history().cursor == at(115)
+    assert [run.scheduled_at for run in w.store.recent_runs(KEY)] == [at(115), at(110), at(105)]
+
+
 # --------------------------------------------------------------------------------------------
 # Ticks in batches
 

@@ -232,6 +232,29 @@ def test_missed_instants_count_by_reason(metrics: Metrics, registry: CollectorRe
     assert scrape.value("cronwf_missed_total", **nightly, reason="deadline") == 1
 
 
+def test_a_missed_event_summing_up_a_gap_counts_each_instant(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    summary = Missed(
+        time=T0,
+        key="batch/nightly",
+        scheduled_at=T0,
+        reason=MissedReason.SUPERSEDED,
+        count=52_559,
+        since=T0 - timedelta(days=365),
+    )
+    feed(
+        metrics,
+        summary,
+        Missed(time=T0, key="batch/nightly", scheduled_at=T0, reason=MissedReason.SUPERSEDED),
+    )
+
+    scrape = Scrape(registry)
+
+    nightly = per_cron_workflow("batch/nightly")
+    assert scrape.value("cronwf_missed_total", **nightly, reason="superseded") == 52_560
+
+
 def test_errors_count_as_spec_submission_or_expression_errors(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
