@@ -50,9 +50,11 @@ test: $(STAMP) system-deps lint
 		$(BIN)/pytest -m "not e2e" --last-failed --last-failed-no-failures none; }
 	$(BIN)/pytest -m e2e
 
-bench: $(STAMP)
+# The serve benchmark starts its own redis-server and takes about eight minutes.
+bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.schedule_bench
 	$(BIN)/python -m bench.simulate_bench
+	$(BIN)/python -m bench.serve_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
