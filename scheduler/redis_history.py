@@ -81,7 +81,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -224,18 +224,44 @@ def _optional_time(moment: datetime | None) -> str:
     return "" if moment is None else encode_time(moment)
 
 
+def _encode_active(active: tuple[str, ...]) -> str:
+    return json.dumps(list(active))
+
+
+def _encode_conditions(conditions: Mapping[str, str]) -> str:
+    return json.dumps({str(k): v for k, v in conditions.items()})
+
+
+def _encode_phase(phase: Phase) -> str:
+    return phase.value
+
+
+_HISTORY_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    # (History attribute, hash field, encoder)
+    ("cursor", "cursor", _optional_time),
+    ("signature", "signature", str),
+    ("last_scheduled_time", "lastScheduledTime", _optional_time),
+    ("succeeded", "succeeded", str),
+    ("failed", "failed", str),
+    ("consecutive_succeeded", "consecutiveSucceeded", str),
+    ("consecutive_failed", "consecutiveFailed", str),
+    ("phase", "phase", _encode_phase),
+    ("active", "active", _encode_active),
+    ("conditions", "conditions", _encode_conditions),
+)
+
+
 def _encode_history(history: History) -> dict[str, str]:
+    return {name: encode(getattr(history, attr)) for attr, name, encode in _HISTORY_FIELDS}
+
+
+def _encode_changes(before: History, after: History) -> dict[str, str]:
+    """The fields of ``after`` whose values differ from ``before``'s, encoded: a tick changes
+    three or four of them, and encoding is most of a write's cost."""
     return {
-        "cursor": _optional_time(history.cursor),
-        "signature": history.signature,
-        "lastScheduledTime": _optional_time(history.last_scheduled_time),
-        "succeeded": str(history.succeeded),
-        "failed": str(history.failed),
-        "consecutiveSucceeded": str(history.consecutive_succeeded),
-        "consecutiveFailed": str(history.consecutive_failed),
-        "phase": history.phase.value,
-        "active": json.dumps(list(history.active)),
-        "conditions": json.dumps({str(k): v for k, v in history.conditions.items()}),
+        name: encode(value)
+        for attr, name, encode in _HISTORY_FIELDS
+        if (value := getattr(after, attr)) != getattr(before, attr)
     }
 
 
@@ -268,7 +294,11 @@ def _encode_run(run: RunRecord) -> str:
         "finishedAt": _optional_time(run.finished_at),
     }
     # Empty fields are left out: "empty" is what the merge in the script does not copy.
-    return json.dumps({k: v for k, v in record.items() if v}, separators=(",", ":"))
+    return _COMPACT.encode({k: v for k, v in record.items() if v})
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every run record: ``json.dumps`` with separators builds one per call."""
 
 
 def _decode_run(instant: str, text: str) -> RunRecord:
@@ -601,8 +631,11 @@ class RedisHistory:
         """The script call that turns ``snapshot`` into the transition's result."""
         before = snapshot.history if snapshot.history is not None else change.seed
         after = change.transition(before)
-        fields = _encode_history(after)
-        changes = [(k, v) for k, v in fields.items() if snapshot.fields.get(k) != v]
+        if snapshot.history is None:  # nothing stored: every field is written
+            fields = _encode_history(after)
+        else:
+            fields = _encode_changes(snapshot.history, after)
+        changes = list(fields.items())
         # Random bits from the process's generator, not uuid4: os.urandom releases the
         # interpreter lock, which a busy tick worker then waits to take back.
         version = f"{random.getrandbits(64):016x}" if changes else snapshot.version
