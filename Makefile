@@ -43,11 +43,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format scheduler policies tests bench
 
 # End-to-end tests start real processes: they run last, after everything else passed.
-# The tests that fail are run once more: a rare error in the teardown of the Kubernetes
-# watcher tests is not understood yet. A test that fails twice fails the build.
 test: $(STAMP) system-deps lint
-	$(BIN)/pytest -m "not e2e" || { echo "re-running the tests that failed, once"; \
-		$(BIN)/pytest -m "not e2e" --last-failed --last-failed-no-failures none; }
+	$(BIN)/pytest -m "not e2e"
 	$(BIN)/pytest -m e2e
 
 # The serve benchmark starts its own redis-server and takes about eight minutes.

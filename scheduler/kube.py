@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import urllib3
 import urllib3.exceptions
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from policies.decision import History, WorkflowPhase
 from policies.spec import CronWorkflowSpec
@@ -72,6 +74,7 @@ WORKFLOWS = "workflows"
 COMPLETED_LABEL = "cronworkflows.argoproj.io/completed"
 _FINISHED = {phase.value: phase for phase in WorkflowPhase}
 _WATCH_TIMEOUT = 300
+_STOP_TIMEOUT = 2.0  # seconds stop() waits for a watch thread (ms, unless a request hangs)
 _MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -124,7 +127,18 @@ class _Backoff:
 
 
 class _Informer:
-    """List then watch one resource into a cache of raw objects keyed by ``namespace/name``."""
+    """List then watch one resource into a cache of raw objects keyed by ``namespace/name``.
+
+    :meth:`stop` ends the thread and waits for it: once it returns, the informer reports
+    nothing more and sends no more requests. A watch blocks in a read until its next event,
+    so stop() shuts the socket of the open watch down, which ends that read at once. Who does
+    what is decided under ``_guard``: the watching thread registers a watch's response only
+    if stop() has not begun (else it closes it at once), and unregisters it before closing
+    it; stop() shuts down only a registered response. So a watch whose request was still in
+    flight when stop() began ends too, instead of running on until its next event while the
+    caller closes the client or the API server; and stop() never shuts down a response that
+    the watching thread is done with.
+    """
 
     def __init__(
         self,
@@ -142,27 +156,30 @@ class _Informer:
         self._cache: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._guard = threading.Lock()  # _stop's setting and the open watch's (un)registration
+        self._response: urllib3.BaseHTTPResponse | None = None  # the open watch's, under _guard
         self._thread = threading.Thread(
             target=self._run, name=f"cronwf-watch-{plural}", daemon=True
         )
         self.synced = threading.Event()
         self.relists = 0
-        self._stream: watch.Watch | None = None
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            # A watch blocks in a read until its next event: close the connection under it so
-            # that the thread ends now, not at the next event or the server-side timeout.
-            stream.stop()
-            response = getattr(stream, "_resp", None)
-            if response is not None:
-                with contextlib.suppress(Exception):
-                    response.close()
+    def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
+        """Stop watching; return once the thread has ended (at most ``timeout`` seconds: a
+        request to an API server that does not answer cannot be interrupted)."""
+        with self._guard:
+            self._stop.set()
+            if self._response is not None:
+                _interrupt(self._response)
+        thread = self._thread
+        if thread.ident is None or thread is threading.current_thread():
+            return  # never started, or stopped from one of its own callbacks
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("%s watch did not stop within %.0fs", self._plural, timeout)
 
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -199,7 +216,7 @@ class _Informer:
                 backoff.wait(self._stop)
             except Exception as error:  # connection refused, reset, timeouts
                 if self._stop.is_set():
-                    return  # the connection was closed by stop()
+                    return  # the watch was shut down by stop()
                 log.warning("%s watch failed: %s; retrying", self._plural, error)
                 backoff.wait(self._stop)
 
@@ -219,40 +236,90 @@ class _Informer:
                 self._on_event("ADDED", item)
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
-    def _watch(self, version: str) -> str:
-        stream = watch.Watch()
-        self._stream = stream
-        if self._stop.is_set():
-            return version
-        for event in stream.stream(
-            self._list_call(),
+    def _open(self, version: str) -> urllib3.BaseHTTPResponse | None:
+        """Start a watch from ``version``: its streaming response, registered for stop(); or
+        None when stop() began meanwhile."""
+        response: urllib3.BaseHTTPResponse = self._list_call()(
             label_selector=self._selector,
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=_WATCH_TIMEOUT,
-        ):
-            if self._stop.is_set():
-                stream.stop()
-                break
-            kind = event.get("type")
-            obj = event.get("object") or {}
-            version = str(obj.get("metadata", {}).get("resourceVersion") or version)
-            if kind == "BOOKMARK":
-                continue
-            key = self._key(obj)
-            with self._lock:
-                if kind == "DELETED":
-                    self._cache.pop(key, None)
-                else:
-                    self._cache[key] = obj
-            if self._on_event is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
-                self._on_event(str(kind), obj)
+            watch=True,
+            _preload_content=False,
+        )
+        with self._guard:
+            if not self._stop.is_set():
+                self._response = response
+                return response
+        _close(response)
+        return None
+
+    def _watch(self, version: str) -> str:
+        """Apply the events of one watch (the official client's framing: one JSON event per
+        line) until the server ends it or stop(); returns the version to resume from."""
+        response = self._open(version)
+        if response is None:
+            return version
+        try:
+            for line in iter_resp_lines(response):
+                if self._stop.is_set():
+                    break
+                event = _watch_event(line)
+                if event is None:
+                    continue
+                kind = event.get("type")
+                obj = event.get("object") or {}
+                if kind == "ERROR":  # e.g. 410 Expired: the history to resume from is gone
+                    reason = f"{obj.get('reason')}: {obj.get('message')}"
+                    raise ApiException(status=obj.get("code"), reason=reason)
+                version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                key = self._key(obj)
+                with self._lock:
+                    if kind == "DELETED":
+                        self._cache.pop(key, None)
+                    else:
+                        self._cache[key] = obj
+                if self._on_event is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self._on_event(str(kind), obj)
+        finally:
+            with self._guard:
+                self._response = None
+            _close(response)
         return version
 
     @staticmethod
     def _key(obj: Mapping[str, Any]) -> str:
         meta = obj.get("metadata", {})
         return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _watch_event(line: str) -> dict[str, Any] | None:
+    """One watch event, or None for a blank or undecodable line (as the official client)."""
+    if not line or line.isspace():
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
+    """End a read blocked on ``response`` from another thread: urllib3 shuts the socket down
+    for reading (the reading thread then closes it; closing it here could close another
+    socket that reused the descriptor meanwhile)."""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        response.shutdown()
+
+
+def _close(response: urllib3.BaseHTTPResponse) -> None:
+    """Close a watch's response and give its (closed) connection back to the pool."""
+    with contextlib.suppress(Exception):
+        response.close()
+    with contextlib.suppress(Exception):
+        response.release_conn()
 
 
 class KubeSource:

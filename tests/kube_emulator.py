@@ -56,7 +56,9 @@ Gaps of kmock 0.8 fixed here, and how:
 synchronous tests and separate ``cronwf`` processes can use it. It serves kmock's handler with
 aiohttp's public ``ServerRunner`` rather than ``kmock.Server``: the latter swaps aiohttp's
 resolver globally and must be exited in LIFO order, which servers stopping and starting in
-background threads cannot promise.
+background threads cannot promise. It listens on a socket of its own (aiohttp's ``SockSite``),
+so that stopping can stop accepting before it closes the listener: see
+:meth:`EmulatorServer._stop` for the asyncio race this avoids.
 
 All emulator state belongs to the server's event loop: inside it (an async test that runs the
 emulator itself) call :class:`KubeEmulator` methods directly; from any other thread use the
@@ -88,6 +90,7 @@ import json
 import math
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -1464,6 +1467,7 @@ class EmulatorServer:
         self._lifecycle = threading.Lock()
         # Loop-thread state.
         self._runner: aiohttp.web.ServerRunner | None = None
+        self._listener: socket.socket | None = None
         self._entered = False
         self._resume: asyncio.TimerHandle | None = None
         self._resuming: asyncio.Task[None] | None = None
@@ -1539,25 +1543,44 @@ class EmulatorServer:
         if not self._entered:
             await self.emulator.__aenter__()
             self._entered = True
+        # SO_REUSEADDR (set by create_server): the same port again at once after a stop.
+        listener = socket.create_server((self.host, self._port or 0))
         server = aiohttp.web.Server(self.emulator, handler_cancellation=True, access_log=None)
         runner = aiohttp.web.ServerRunner(server, shutdown_timeout=STOP_GRACE)
         await runner.setup()
-        site = aiohttp.web.TCPSite(runner, self.host, self._port or 0, reuse_address=True)
+        site = aiohttp.web.SockSite(runner, listener)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
+            listener.close()
             raise
-        self._port = int(runner.addresses[0][1])
-        self._runner = runner
+        self._port = int(listener.getsockname()[1])
+        self._runner, self._listener = runner, listener
 
     async def _stop(self) -> None:
+        """Stop listening, then close every connection, including one accepted just now.
+
+        asyncio accepts a connection in the listener's reader callback but makes its transport
+        in a task, whose first step runs on a later loop iteration; when the server is closed
+        in between (a client connecting while the emulator stops: a test's outage, or a
+        client thread still running at teardown), that step fails an assertion and the
+        accepted socket is never closed (CPython gh-109564, open at the time of writing).
+        Collected later, it is a ``ResourceWarning``, which ``filterwarnings = error`` turns
+        into an error of whatever test runs then. So: accept no more (remove the listener's
+        reader), yield once (callbacks run in the order they were scheduled, so every accepted
+        connection's transport is made before this coroutine resumes), and only then let
+        aiohttp close the listener and the connections it knows.
+        """
         async with self._gate:
             runner, self._runner = self._runner, None
+            listener, self._listener = self._listener, None
             if runner is None:
                 return
+            if listener is not None:
+                asyncio.get_running_loop().remove_reader(listener)
             self.emulator.drop_watches()
-            await asyncio.sleep(0)  # let the streams end before the connections are torn down
+            await asyncio.sleep(0)  # connections accepted get their transport; streams end
             await runner.cleanup()
 
     def _schedule_resume(self, seconds: float) -> None:

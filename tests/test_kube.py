@@ -18,6 +18,7 @@ run for real with short intervals; every wait is bounded (``WAIT`` seconds at mo
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -712,6 +713,52 @@ def test_a_history_limit_of_zero_deletes_every_finished_workflow_of_that_class(
 
     kept = {workflow_name("nightly", at(10)), workflow_name("nightly", at(15)), running}
     assert set(workflows_of(kube, "nightly")) == kept
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping KubeSource and WorkflowWatcher
+
+
+def watch_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("cronwf-watch-")}
+
+
+@pytest.mark.parametrize("kind", ["source", "watcher"])
+def test_stop_ends_the_watch_thread_even_with_its_watch_request_in_flight(
+    kube: EmulatorServer, kube_client: client.ApiClient, spec: CronWorkflowSpec, kind: str
+) -> None:
+    """Stopped the moment its list is applied, while its watch request is on its way, an
+    informer still ends its thread before ``stop()`` returns. It used to run on until its next
+    event, talking to an API server that its owner went on to close (in these tests: a
+    connection accepted while the emulator was stopping, whose socket leaked into, and
+    failed, a later test)."""
+    put_workflow(kube, spec, at(5))  # listed, the watcher reports it running: it has listed
+
+    def listed_informer() -> KubeSource | WorkflowWatcher:
+        if kind == "source":
+            source = KubeSource(kube_client, NS, "")
+            source.start()
+            assert source.wait_synced(WAIT)
+            return source
+        listed = threading.Event()
+        reports = Reports()
+        watcher = WorkflowWatcher(
+            kube_client,
+            NS,
+            "",
+            reports.on_finished,
+            reports.on_deleted,
+            lambda run: listed.set(),
+            lambda: WATCHER_NOW,
+        )
+        watcher.start()
+        assert listed.wait(WAIT)
+        return watcher
+
+    before = watch_threads()
+    for _ in range(20):
+        listed_informer().stop()
+        assert watch_threads() - before == set()
 
 
 # --------------------------------------------------------------------------------------------
