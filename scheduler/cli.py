@@ -599,7 +599,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
         "--workers",
         type=_positive_count,
         default=int(_env("WORKERS", "8") or "8"),
-        help="ticks decided in parallel (CRONWF_WORKERS; default: 8)",
+        help="threads deciding due instants, each a batch at a time (CRONWF_WORKERS; default: 8)",
     )
     command.add_argument(
         "--metrics-without-name",
