@@ -176,12 +176,14 @@ class History:
 
     ``cursor`` is the last decided instant: an instant at or before it is never decided again.
     ``signature`` is the schedule the cursor belongs to (see :attr:`CronWorkflow.signature`).
-    ``conditions`` maps Argo's condition types to their messages.
+    ``conditions`` maps Argo's condition types to their messages. ``last_succeeded_time`` is
+    when the last counted successful run finished (what "no recent success" alerts watch).
     """
 
     cursor: datetime | None = None
     signature: str = ""
     last_scheduled_time: datetime | None = None
+    last_succeeded_time: datetime | None = None
     succeeded: int = 0
     failed: int = 0
     consecutive_succeeded: int = 0
@@ -499,8 +501,14 @@ class Completion:
     counted: bool
 
 
-def record_completion(history: History, workflow: str, phase: WorkflowPhase) -> Completion:
-    """A spawned Workflow finished; it is counted once, however often this is observed.
+def record_completion(
+    history: History,
+    workflow: str,
+    phase: WorkflowPhase,
+    finished_at: datetime | None = None,
+) -> Completion:
+    """A spawned Workflow finished (at ``finished_at``, when known); it is counted once,
+    however often this is observed.
 
     A Workflow not (or no longer) among the active runs is not counted: either it was
     counted already, or it was never ours to count.
@@ -509,12 +517,16 @@ def record_completion(history: History, workflow: str, phase: WorkflowPhase) -> 
         return Completion(history, counted=False)
     active = tuple(name for name in history.active if name != workflow)
     if phase is WorkflowPhase.SUCCEEDED:
+        last = history.last_succeeded_time
+        if finished_at is not None and (last is None or finished_at > last):
+            last = finished_at
         updated = _evolve(
             history,
             active=active,
             succeeded=history.succeeded + 1,
             consecutive_succeeded=history.consecutive_succeeded + 1,
             consecutive_failed=0,
+            last_succeeded_time=last,
         )
     else:
         updated = _evolve(

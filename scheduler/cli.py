@@ -793,6 +793,7 @@ def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "consecutiveSucceeded": history.consecutive_succeeded,
         "consecutiveFailed": history.consecutive_failed,
         "lastScheduledTime": _time(history.last_scheduled_time),
+        "lastSucceededTime": _time(history.last_succeeded_time),
         "cursor": _time(history.cursor),
         "active": list(history.active),
         "conditions": dict(history.conditions),
@@ -817,7 +818,8 @@ def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"{key}  phase={report['phase'] or '-'}  succeeded={history.succeeded}  "
         f"failed={history.failed}  consecutiveSucceeded={history.consecutive_succeeded}  "
         f"consecutiveFailed={history.consecutive_failed}\n"
-        f"lastScheduledTime={report['lastScheduledTime'] or '-'}  cursor={report['cursor'] or '-'}"
+        f"lastScheduledTime={report['lastScheduledTime'] or '-'}  "
+        f"lastSucceededTime={report['lastSucceededTime'] or '-'}  cursor={report['cursor'] or '-'}"
         f"  active={','.join(history.active) or '-'}\n"
     )
     for condition, message in history.conditions.items():

@@ -660,8 +660,9 @@ class Engine:
                         finished_at=finished_at or now,
                     )
                 )
+            finished = finished_at or now
             before, after = self.store.apply(
-                key, seed, lambda h: record_completion(h, workflow, phase).history, runs
+                key, seed, lambda h: record_completion(h, workflow, phase, finished).history, runs
             )
             if workflow not in before.active:
                 return False

@@ -80,6 +80,8 @@ class CronWorkflowGauges:
     next_schedule_time: float | None
     last_schedule_time: float | None
     expected_interval: float | None
+    last_success_time: float | None = None
+    """From the stored history: known again after a restart or a change of leader."""
 
 
 class FleetView(Protocol):
@@ -292,7 +294,7 @@ class Metrics(Collector):
             values = {
                 "next": cw.next_schedule_time,
                 "last": cw.last_schedule_time,
-                "success": last_success.get(key),
+                "success": _latest(last_success.get(key), cw.last_success_time),
                 "interval": cw.expected_interval,
                 "stopped": 1.0 if cw.state == "stopped" or key in stopped else 0.0,
                 "suspended": 1.0 if cw.state == "suspended" else 0.0,
@@ -324,3 +326,8 @@ class Metrics(Collector):
         yield GaugeMetricFamily(
             "cronwf_is_leader", "1 when this replica is acting.", value=1.0 if leader else 0.0
         )
+
+
+def _latest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None

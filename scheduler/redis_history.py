@@ -10,6 +10,7 @@ The Redis model, for CronWorkflow ``default/backup`` and the default prefix ``cr
                                                 cursor                1767225600
                                                 signature             CRON_TZ=Europe/Paris 0 2 * * *
                                                 lastScheduledTime     1767225600
+                                                lastSucceededTime     1767225731
                                                 succeeded             41
                                                 failed                2
                                                 consecutiveSucceeded  3
@@ -241,6 +242,7 @@ _HISTORY_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("cursor", "cursor", _optional_time),
     ("signature", "signature", str),
     ("last_scheduled_time", "lastScheduledTime", _optional_time),
+    ("last_succeeded_time", "lastSucceededTime", _optional_time),
     ("succeeded", "succeeded", str),
     ("failed", "failed", str),
     ("consecutive_succeeded", "consecutiveSucceeded", str),
@@ -274,6 +276,7 @@ def _decode_history(fields: Mapping[str, str]) -> History:
         cursor=time_or_none("cursor"),
         signature=fields.get("signature", ""),
         last_scheduled_time=time_or_none("lastScheduledTime"),
+        last_succeeded_time=time_or_none("lastSucceededTime"),
         succeeded=int(fields.get("succeeded") or 0),
         failed=int(fields.get("failed") or 0),
         consecutive_succeeded=int(fields.get("consecutiveSucceeded") or 0),

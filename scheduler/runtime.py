@@ -260,6 +260,7 @@ class Service:
         self._intervals: dict[str, float | None] = {}
         # What the gauges show, kept from sync results and events: a scrape reads no store.
         self._last_scheduled: dict[str, datetime] = {}
+        self._last_succeeded: dict[str, datetime] = {}
         self._stopped: set[str] = set()
         self._lock = threading.RLock()
         self._inflight = 0  # ticks being decided; shutdown lets them finish
@@ -598,6 +599,7 @@ class Service:
                 self._intervals.pop(key, None)
                 with self._gauges_lock:
                     self._last_scheduled.pop(key, None)
+                    self._last_succeeded.pop(key, None)
                     self._stopped.discard(key)
                 self.metrics.forget(key)
                 if self.cluster is not None:
@@ -821,6 +823,8 @@ class Service:
         with self._gauges_lock:
             if history.last_scheduled_time is not None:
                 self._last_scheduled[key] = history.last_scheduled_time
+            if history.last_succeeded_time is not None:
+                self._last_succeeded[key] = history.last_succeeded_time
             if history.stopped:
                 self._stopped.add(key)
             else:
@@ -836,6 +840,7 @@ class Service:
             intervals = dict(self._intervals)
         with self._gauges_lock:
             last_scheduled = dict(self._last_scheduled)
+            last_succeeded = dict(self._last_succeeded)
             stopped = set(self._stopped)
         for cron_workflow in catalog:
             spec = cron_workflow.spec
@@ -849,6 +854,7 @@ class Service:
                 state = "active"
             following = self.timer.next_fire(cron_workflow.key)
             last = last_scheduled.get(cron_workflow.key)
+            succeeded = last_succeeded.get(cron_workflow.key)
             yield CronWorkflowGauges(
                 namespace=spec.namespace,
                 name=spec.name,
@@ -856,6 +862,7 @@ class Service:
                 next_schedule_time=following.timestamp() if following else None,
                 last_schedule_time=last.timestamp() if last else None,
                 expected_interval=intervals.get(cron_workflow.key),
+                last_success_time=succeeded.timestamp() if succeeded else None,
             )
 
     def ready(self) -> Readiness:

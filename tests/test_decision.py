@@ -634,6 +634,29 @@ def test_success_resets_the_failure_streak() -> None:
     assert after.failed == 2
 
 
+def test_a_counted_success_records_when_it_finished() -> None:
+    past = history(active=("a", "b"), last_succeeded_time=at(1))
+
+    after = record_completion(past, "a", WorkflowPhase.SUCCEEDED, finished_at=at(7)).history
+
+    assert after.last_succeeded_time == at(7)
+
+
+def test_the_last_success_time_only_moves_forward_and_only_for_counted_successes() -> None:
+    """A success reported with an older finish time (observed late) keeps the later one; a
+    failure, or a success observed again, changes nothing."""
+    past = history(active=("a", "b", "c"), last_succeeded_time=at(9))
+
+    late = record_completion(past, "a", WorkflowPhase.SUCCEEDED, finished_at=at(7)).history
+    failed = record_completion(late, "b", WorkflowPhase.FAILED, finished_at=at(12)).history
+    again = record_completion(failed, "a", WorkflowPhase.SUCCEEDED, finished_at=at(13))
+
+    assert late.last_succeeded_time == at(9)
+    assert failed.last_succeeded_time == at(9)
+    assert not again.counted
+    assert again.history.last_succeeded_time == at(9)
+
+
 def test_record_error_of_a_submission_error_counts_a_failure() -> None:
     fail = Fail(ErrorReason.SUBMISSION_ERROR, "Failed to submit Workflow: forbidden")
     past = history(failed=1, consecutive_failed=1, consecutive_succeeded=0, succeeded=2)

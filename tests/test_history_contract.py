@@ -157,6 +157,7 @@ HISTORIES = {
         cursor=datetime(2026, 3, 8, 9, 59, 0, 123456, tzinfo=UTC),
         signature="CRON_TZ=America/Los_Angeles 59 1 * * *,@every 90s",
         last_scheduled_time=datetime(2026, 3, 8, 9, 59, tzinfo=UTC),
+        last_succeeded_time=datetime(2026, 3, 8, 9, 58, 41, 250000, tzinfo=UTC),
         succeeded=123456789,
         failed=42,
         consecutive_succeeded=0,

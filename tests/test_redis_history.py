@@ -114,6 +114,7 @@ def test_the_state_is_a_readable_hash_with_unix_seconds(client: redis.Redis) -> 
         cursor=T0 + timedelta(microseconds=412000),
         signature="@hourly",
         succeeded=3,
+        last_succeeded_time=T0 - timedelta(minutes=58, seconds=29),
         active=("backup-2", "backup-1"),
         conditions={"SubmissionError": "quota"},
     )
@@ -126,6 +127,7 @@ def test_the_state_is_a_readable_hash_with_unix_seconds(client: redis.Redis) -> 
         "cursor": "1767225600.412000",
         "signature": "@hourly",
         "lastScheduledTime": "",
+        "lastSucceededTime": "1767222091",
         "succeeded": "3",
         "failed": "0",
         "consecutiveSucceeded": "0",

@@ -301,6 +301,24 @@ def test_a_due_instant_spawns_once_and_its_completion_is_counted(harness: Harnes
     assert samples[("cronwf_schedule_lag_seconds_sum", ())] == pytest.approx(0.2)
 
 
+def test_the_last_success_time_survives_a_restart(harness: Harness) -> None:
+    """It is kept in the history: a replica that starts (after a rollout, or taking over)
+    shows it at once, so "no recent success" can still be judged."""
+    harness.write(cron_workflow("report"))
+    first = harness.started()
+    harness.clock.set(at(5, 0.2))
+    first.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the run's success to be recorded")
+    finished = harness.store.history("default/report").last_succeeded_time
+    assert finished is not None
+    first.shutdown()
+
+    second = harness.started()
+
+    labels = (("name", "report"), ("namespace", "default"))
+    assert scrape(second)[("cronwf_last_success_time_seconds", labels)] == finished.timestamp()
+
+
 def test_a_late_instant_with_a_starting_deadline_is_caught_up(harness: Harness) -> None:
     """Delivered 10 s after the instant (``late_after`` is 5 s), the instant goes through
     catch-up: within ``startingDeadlineSeconds`` it still runs, marked as a catch-up."""
