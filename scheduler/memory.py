@@ -83,6 +83,9 @@ class MemoryHistory:
         history = self._histories.get(key)
         return history is None or history.cursor is None or history.cursor < scheduled_at
 
+    def load_many(self, keys: Sequence[str]) -> list[History | None]:
+        return [self.load(key) for key in keys]
+
     def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
         return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
 

@@ -113,6 +113,7 @@ __all__ = [
 ]
 
 DEFAULT_PREFIX = "cronwf"
+_READ_CHUNK = 1_000  # histories read in one pipelined round trip
 
 RedisClient: TypeAlias = "redis.Redis"
 """A synchronous redis-py client (``fakeredis.FakeRedis`` is one); responses may be bytes or
@@ -560,6 +561,32 @@ class RedisHistory:
                 return cached.history
         snapshot = self._read(key, f"load of {key}")
         return snapshot.history
+
+    def load_many(self, keys: Sequence[str]) -> list[History | None]:
+        """:meth:`load` of each key: what a leader has cached, the rest read in pipelined
+        round trips of at most 1,000 (and then cached)."""
+        fence = self._fence.value if self._fence is not None else None
+        found: dict[str, History | None] = {}
+        if fence is not None:
+            with self._snapshots_guard:
+                for key in keys:
+                    cached = self._snapshots.get(key)
+                    if cached is not None and cached.fence == fence:
+                        found[key] = cached.history
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        for start in range(0, len(missing), _READ_CHUNK):
+            chunk = missing[start : start + _READ_CHUNK]
+            pipeline = self._client.pipeline(transaction=False)
+            for key in chunk:
+                pipeline.hgetall(self.keys(key)[0])
+            with redis_errors(f"load of {_several(chunk)}", self._where):
+                replies = cast(list[Mapping[bytes | str, bytes | str]], pipeline.execute())
+            for key, raw in zip(chunk, replies, strict=True):
+                fields = {_text(k): _text(v) for k, v in raw.items()}
+                snapshot = _Snapshot.parse(fields) if fields else _ABSENT
+                self._remember(key, snapshot)
+                found[key] = snapshot.history
+        return [found[key] for key in keys]
 
     def apply(
         self,

@@ -673,8 +673,10 @@ class Service:
             catalog = list(self._catalog.values())
             buffered, self._buffered = self._buffered, []
         try:
-            for cron_workflow in catalog:
-                self._remember(cron_workflow.key, self.engine.sync(cron_workflow, now))
+            for cron_workflow, history in zip(
+                catalog, self.engine.sync_many(catalog, now), strict=True
+            ):
+                self._remember(cron_workflow.key, history)
             with self._lock:
                 self._dirty |= {cron_workflow.key for cron_workflow in catalog}
             for run in buffered:

@@ -824,6 +824,39 @@ def test_a_long_gap_is_recorded_as_the_newest_missed_instants_and_one_summary() 
     assert [run.scheduled_at for run in w.store.recent_runs(KEY)] == [at(115), at(110), at(105)]
 
 
+def test_syncing_a_fleet_together_is_syncing_each() -> None:
+    """New, unchanged, rescheduled and invalid CronWorkflows: the same histories and events
+    whether synced one by one or together."""
+    known = make_cron_workflow(name="known")
+    rescheduled = make_cron_workflow(name="rescheduled")
+    fleet_now = [
+        make_cron_workflow(name="new"),
+        known,
+        replace_schedule(rescheduled, "0 * * * *"),
+        make_cron_workflow(name="invalid", schedules=("61 * * * *",)),
+    ]
+    worlds = []
+    for together in (False, True):
+        w = world()
+        w.engine.sync(known, at(0))
+        w.engine.sync(rescheduled, at(0))
+        if together:
+            synced = w.engine.sync_many(fleet_now, at(7))
+        else:
+            synced = [w.engine.sync(cron_workflow, at(7)) for cron_workflow in fleet_now]
+        assert synced == [w.store.load(cron_workflow.key) for cron_workflow in fleet_now]
+        worlds.append((synced, w.observer.events))
+
+    assert worlds[0] == worlds[1]
+    synced, events = worlds[1]
+    assert [history.cursor for history in synced] == [at(7), at(0), at(7), at(7)]
+    assert [event.kind for event in events] == ["Error"]
+
+
+def replace_schedule(cron_workflow: CronWorkflow, schedule: str) -> CronWorkflow:
+    return CronWorkflow.prepare(replace(cron_workflow.spec, schedules=(schedule,)))
+
+
 # --------------------------------------------------------------------------------------------
 # Ticks in batches
 

@@ -409,6 +409,19 @@ def test_a_claim_decides_nothing(store: Store) -> None:
 # Batches: claim_many and apply_many are claim and apply of each item
 
 
+def test_loads_in_a_batch_answer_as_loads_one_by_one(store: Store) -> None:
+    """Known and unknown CronWorkflows, a key twice, and more keys than one round trip
+    carries (1,000)."""
+    keys = [f"fleet/cron-{n}" for n in range(2_100)]
+    for n, key in enumerate(keys[::3]):
+        store.apply(key, replace(SEED, succeeded=n), same)
+    asked = [*keys, KEY, keys[3], keys[3]]
+
+    assert store.load_many(asked) == [store.load(key) for key in asked]
+    assert store.load_many(asked)[3] == replace(SEED, succeeded=1)
+    assert store.load_many([]) == []
+
+
 def test_claims_in_a_batch_answer_as_claims_one_by_one(store: Store) -> None:
     store.apply(KEY, replace(SEED, cursor=at(5)), same)
     claims = [(KEY, at(4)), (KEY, at(6)), (OTHER, at(1)), (KEY, at(5))]

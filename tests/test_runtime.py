@@ -109,6 +109,9 @@ class FlakyStore:
             raise FencedOut("the fencing token 7 is no longer current (test)")
         return self.inner.claim(key, scheduled_at)
 
+    def load_many(self, keys: Sequence[str]) -> list[History | None]:
+        return [self.load(key) for key in keys]
+
     def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
         return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
 
