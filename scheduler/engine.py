@@ -71,6 +71,7 @@ __all__ = [
     "HistoryStore",
     "Missed",
     "Observer",
+    "OneByOne",
     "RunRecord",
     "Sink",
     "SinkUnavailable",
@@ -239,6 +240,30 @@ class HistoryStore(Protocol):
 
     def forget(self, key: str) -> None:
         """Remove everything stored for a deleted CronWorkflow."""
+
+
+class _SingleCalls(Protocol):
+    def load(self, key: str) -> History | None: ...
+
+    def claim(self, key: str, scheduled_at: datetime) -> bool: ...
+
+    def apply(
+        self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
+    ) -> tuple[History, History]: ...
+
+
+class OneByOne:
+    """The batch methods of :class:`HistoryStore` as loops of the single ones: for stores
+    where calls share nothing worth sharing (in memory), and for wrappers in tests."""
+
+    def load_many(self: _SingleCalls, keys: Sequence[str]) -> list[History | None]:
+        return [self.load(key) for key in keys]
+
+    def claim_many(self: _SingleCalls, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
+        return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
+
+    def apply_many(self: _SingleCalls, changes: Sequence[Change]) -> list[tuple[History, History]]:
+        return [self.apply(*change) for change in changes]
 
 
 class Sink(Protocol):

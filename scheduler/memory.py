@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from policies.decision import History
-from scheduler.engine import Change, RunRecord, Transition
+from scheduler.engine import OneByOne, RunRecord, Transition
 
 __all__ = ["DEFAULT_RECENT_RUNS", "MemoryHistory", "merge_run"]
 
@@ -35,7 +35,7 @@ def merge_run(old: RunRecord, new: RunRecord) -> RunRecord:
     )
 
 
-class MemoryHistory:
+class MemoryHistory(OneByOne):
     """Histories in a dict, recent runs in a bounded ordered dict per CronWorkflow."""
 
     def __init__(self, recent_runs: int = DEFAULT_RECENT_RUNS) -> None:
@@ -82,15 +82,6 @@ class MemoryHistory:
     def claim(self, key: str, scheduled_at: datetime) -> bool:
         history = self._histories.get(key)
         return history is None or history.cursor is None or history.cursor < scheduled_at
-
-    def load_many(self, keys: Sequence[str]) -> list[History | None]:
-        return [self.load(key) for key in keys]
-
-    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
-        return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
-
-    def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
-        return [self.apply(*change) for change in changes]
 
     def forget(self, key: str) -> None:
         with self._lock:

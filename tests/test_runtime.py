@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from policies.decision import History, Phase
 from policies.schedule import Schedule
 from policies.workflow import workflow_name
-from scheduler.engine import Change, RunRecord, StoreUnavailable, Transition
+from scheduler.engine import OneByOne, RunRecord, StoreUnavailable, Transition
 from scheduler.executor import LocalExecutor
 from scheduler.metrics import CronWorkflowGauges
 from scheduler.redis_history import FencedOut, RedisHistory
@@ -70,7 +70,7 @@ class FakeClock:
         self.now = now
 
 
-class FlakyStore:
+class FlakyStore(OneByOne):
     """The in-process Redis store, with an outage switch and a fencing switch.
 
     While ``down``, every call raises :class:`StoreUnavailable` (as the Redis store does when
@@ -108,15 +108,6 @@ class FlakyStore:
         if self.fenced:
             raise FencedOut("the fencing token 7 is no longer current (test)")
         return self.inner.claim(key, scheduled_at)
-
-    def load_many(self, keys: Sequence[str]) -> list[History | None]:
-        return [self.load(key) for key in keys]
-
-    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
-        return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
-
-    def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
-        return [self.apply(*change) for change in changes]
 
     def forget(self, key: str) -> None:
         self._enter(key)

@@ -202,6 +202,20 @@ def test_a_slow_callback_delays_deliveries_but_loses_none() -> None:
     assert lateness >= timedelta(seconds=1)
 
 
+def run_until_delivered(
+    timer: Timer, deliveries: Deliveries, keys: list[str], schedule: str, count: int
+) -> None:
+    """Fire every key on ``schedule`` until each got ``count`` instants, then stop."""
+    try:
+        for key in keys:
+            timer.set(key, Schedule([schedule]))
+        timer.start()
+        for key in keys:
+            deliveries.wait(key, count)
+    finally:
+        timer.shutdown()
+
+
 def test_jobs_due_together_arrive_in_batches_each_instant_once() -> None:
     """Forty CronWorkflows due every second with one worker whose first call takes 1.2 s:
     meanwhile the others queue up, and the worker then takes them as one batch (at most
@@ -214,15 +228,7 @@ def test_jobs_due_together_arrive_in_batches_each_instant_once() -> None:
         batches.append(len(dues))
         slow(dues)
 
-    timer = Timer(deliveries, workers=1, batch=25)
-    try:
-        for key in keys:
-            timer.set(key, Schedule(["@every 1s"]))
-        timer.start()
-        for key in keys:
-            slow.wait(key, 2)
-    finally:
-        timer.shutdown()
+    run_until_delivered(Timer(deliveries, workers=1, batch=25), slow, keys, "@every 1s", 2)
 
     assert max(batches) == 25, f"batch sizes: {batches}"
     for key in keys:
@@ -240,15 +246,7 @@ def test_a_worker_takes_its_share_of_the_jobs_waiting() -> None:
         time.sleep(0.05)
         deliveries(dues)
 
-    timer = Timer(record, workers=4)
-    try:
-        for key in keys:
-            timer.set(key, Schedule(["@every 2s"]))
-        timer.start()
-        for key in keys:
-            deliveries.wait(key, 1)
-    finally:
-        timer.shutdown()
+    run_until_delivered(Timer(record, workers=4), deliveries, keys, "@every 2s", 1)
 
     assert len(threads) > 1, f"one worker took the whole burst: {threads}"
 
