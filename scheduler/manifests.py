@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from policies.spec import DEFAULT_NAMESPACE, CronWorkflowSpec
 from scheduler.model import (
@@ -235,39 +237,255 @@ def _file_error(path: Path, message: str) -> ManifestSet:
 # libyaml's parser when PyYAML was built with it: ten times faster on large fleets.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_ABSENT = object()
+
+_Pending = deque[tuple[Any, Any]]
+"""Collections created empty, to fill in this order: (node, collection) or (None, generator)."""
+
 
 class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """PyYAML's safe loader, minus timestamps, plus duplicate-key detection."""
+    """PyYAML's safe loader, minus timestamps, plus duplicate-key and recursion detection.
+
+    Documents are built by `construct_document` below rather than by PyYAML's generic
+    constructor, which spends most of a fleet's loading time dispatching on tags: plain
+    strings, mappings and sequences (nearly every node of a manifest) are converted directly,
+    any other node is handed to PyYAML's `construct_object`, so integers, booleans, nulls,
+    floats, binaries, sets, omaps and explicit tags keep PyYAML's meaning. The result is the
+    same, built in the same order (breadth first: a collection is created empty when first
+    met and filled when its turn comes, as PyYAML's state generators do), so errors and
+    duplicate keys come out in the same order too, building does not recurse however deep the
+    document, and an aliased node is built once and shared wherever it is used (an alias bomb
+    stays small). A document that contains itself through an alias is reported, not returned.
+    """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self.duplicate_keys: list[str] = []
+        self.problems: list[str] = []
+        self._checked_mappings: set[MappingNode] = set()
+        self._shared_nodes = False
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+    def construct_document(self, node: Node) -> Any:
+        pending: _Pending = deque()
+        try:
+            document = self._construct_node(node, pending)
+            while pending:
+                filling, data = pending.popleft()
+                if filling is None:  # a generator of PyYAML's own constructors
+                    for _ in data:
+                        pass
+                    self._adopt_state_generators(pending)
+                elif data.__class__ is list:
+                    self._fill_sequence(filling, data, pending)
+                else:
+                    self._fill_mapping(filling, data, pending)
+            if self._shared_nodes:
+                recursion = _recursion_problem(node)
+                if recursion is not None:
+                    self.problems.append(recursion)
+            return document
+        finally:
+            # What PyYAML's construct_document resets after each document.
+            self.constructed_objects: dict[Node, Any] = {}
+            self.recursive_objects: dict[Node, None] = {}
+            self.state_generators: list[Iterator[Any]] = []
+            self.deep_construct = False
+            self._checked_mappings = set()
+            self._shared_nodes = False
+
+    def _construct_node(self, node: Node, pending: _Pending) -> Any:
+        """The object of `node`: a new collection is returned empty and filled later."""
+        data = self.constructed_objects.get(node, _ABSENT)
+        if data is not _ABSENT:
+            self._shared_nodes = True
+            return data
+        tag = node.tag
+        node_class = node.__class__
+        if tag == _STR_TAG and node_class is ScalarNode:
+            return node.value
+        if tag == _MAP_TAG and node_class is MappingNode:
+            data = {}
+        elif tag == _SEQ_TAG and node_class is SequenceNode:
+            data = []
+        else:
+            if node_class is not ScalarNode:
+                self._shared_nodes = True  # PyYAML builds it: check for recursion afterwards
+            data = self.construct_object(node)
+            self._adopt_state_generators(pending)
+            return data
+        self.constructed_objects[node] = data
+        pending.append((node, data))
+        return data
+
+    def _fill_sequence(self, node: SequenceNode, data: list[Any], pending: _Pending) -> None:
+        append = data.append
+        for child in node.value:
+            if child.tag == _STR_TAG and child.__class__ is ScalarNode:
+                append(child.value)
+            else:
+                append(self._construct_node(child, pending))
+
+    def _fill_mapping(self, node: MappingNode, data: dict[Any, Any], pending: _Pending) -> None:
+        pairs = node.value
+        tags = {key_node.tag for key_node, _ in pairs}
+        merging = _MERGE_TAG in tags or _VALUE_TAG in tags
+        if merging:
+            self.flatten_mapping(node)  # checks the keys first
+            pairs = node.value
+        plain_keys = True
+        for key_node, value_node in pairs:
+            if key_node.tag == _STR_TAG and key_node.__class__ is ScalarNode:
+                key = key_node.value
+            else:
+                plain_keys = False
+                key = self._construct_node(key_node, pending)
+                if not isinstance(key, Hashable):
+                    raise ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        "found unhashable key",
+                        key_node.start_mark,
+                    )
+            if value_node.tag == _STR_TAG and value_node.__class__ is ScalarNode:
+                data[key] = value_node.value
+            else:
+                data[key] = self._construct_node(value_node, pending)
+        if merging:
+            return
+        if plain_keys and len(data) == len(pairs):
+            self._checked_mappings.add(node)  # distinct strings: no duplicate
+        else:
+            # Checking after the values is the same: they are built later, or by constructors
+            # that check no keys.
+            self._check_duplicate_keys(node)
+
+    def _adopt_state_generators(self, pending: _Pending) -> None:
+        if self.state_generators:
+            pending.extend((None, generator) for generator in self.state_generators)
+            self.state_generators = []
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """PyYAML's, with a scalar it cannot convert (`!!int abc`) a YAML error, not a crash."""
+        try:
+            return super().construct_object(node, deep)
+        except (ArithmeticError, LookupError, TypeError, ValueError) as error:
+            raise ConstructorError(
+                None, None, f"cannot read {_describe_node(node)}: {error}", node.start_mark
+            ) from error
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        # Merging rewrites the pairs of the mapping and of those merged into it: each one's
+        # keys are checked before that, so merged keys are not mistaken for duplicates.
+        self._check_duplicate_keys(node)
+        super().flatten_mapping(node)
+
+    def _check_duplicate_keys(self, node: MappingNode) -> None:
+        if node in self._checked_mappings:
+            return
+        self._checked_mappings.add(node)
+        pairs = node.value
+        try:
+            if len({key_node.value for key_node, _ in pairs}) == len(pairs):
+                return
+        except TypeError:  # a mapping or a sequence as a key
+            pass
         first_seen: dict[tuple[str, str], int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in pairs:
             if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
                 continue
             identity = (key_node.tag, key_node.value)
             line = key_node.start_mark.line + 1
             if identity in first_seen:
-                self.duplicate_keys.append(
+                self.problems.append(
                     f"duplicate key {json.dumps(key_node.value)} at line {line}, column "
                     f"{key_node.start_mark.column + 1} (first at line {first_seen[identity]}): "
                     "a key may appear once per mapping"
                 )
             else:
                 first_seen[identity] = line
-        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep)
-        return mapping
 
 
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _ManifestLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _recursion_problem(root: Node) -> str | None:
+    """Where the document's node graph contains itself through an alias, if it does.
+
+    PyYAML builds such a document (a dict or list that contains itself), but JSON cannot
+    represent it, so neither can the Kubernetes API: `kubectl apply` refuses it too.
+    """
+    state: dict[Node, bool] = {root: True}  # True while on the path from the root
+    path: list[tuple[Node, Iterator[tuple[Node, Node, Node | int]]]] = [(root, _children(root))]
+    while path:
+        for child, parent, place in path[-1][1]:
+            if child.__class__ is ScalarNode:
+                continue
+            seen = state.get(child)
+            if seen is None:
+                state[child] = True
+                path.append((child, _children(child)))
+                break
+            if seen:
+                mark = child.start_mark
+                return (
+                    f"recursive alias: {_describe_place(parent, place)} is the "
+                    f"{_node_kind(child)} at line {mark.line + 1}, column {mark.column + 1} that "
+                    "contains it; a manifest cannot contain itself (JSON and the Kubernetes API "
+                    "cannot represent it)"
+                )
+        else:
+            state[path.pop()[0]] = False
+    return None
+
+
+def _children(node: Node) -> Iterator[tuple[Node, Node, Node | int]]:
+    """Each child node with its parent and where in it: a key node, or an item's index."""
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            yield key_node, node, -1
+            yield value_node, node, key_node
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield item, node, index
+
+
+def _describe_place(parent: Node, place: Node | int) -> str:
+    if isinstance(place, Node):
+        mark = place.start_mark
+        what = (
+            json.dumps(place.value)
+            if isinstance(place, ScalarNode)
+            else f"a {_node_kind(place)} key"
+        )
+        return f"the value of {what} at line {mark.line + 1}, column {mark.column + 1}"
+    mark = parent.start_mark
+    if place < 0:
+        return f"a key of the mapping at line {mark.line + 1}, column {mark.column + 1}"
+    return f"item {place + 1} of the sequence at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _node_kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "mapping"
+    if isinstance(node, SequenceNode):
+        return "sequence"
+    return "scalar"
+
+
+def _describe_node(node: Node) -> str:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    if isinstance(node, ScalarNode):
+        value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+        return f"{json.dumps(value)} as {tag}"
+    return f"a {_node_kind(node)} as {tag}"
 
 
 def _documents(text: str, file: str) -> Iterator[tuple[Source, object | ManifestError]]:
@@ -285,9 +503,16 @@ def _documents(text: str, file: str) -> Iterator[tuple[Source, object | Manifest
             except yaml.YAMLError as error:
                 yield source, ManifestError(source, (_describe_yaml_error(error),))
                 return
-            if loader.duplicate_keys:
-                yield source, ManifestError(source, tuple(loader.duplicate_keys))
-                loader.duplicate_keys.clear()
+            except RecursionError:
+                message = (
+                    "cannot read the YAML: it is nested too deeply; documents after this point "
+                    "were not read"
+                )
+                yield source, ManifestError(source, (message,))
+                return
+            if loader.problems:
+                yield source, ManifestError(source, tuple(loader.problems))
+                loader.problems.clear()
                 continue
             yield source, document
     finally:

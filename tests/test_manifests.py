@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from hera.workflows import Container, CronWorkflow, Script
 from hera.workflows.models import StopStrategy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.validation import validate
 from scheduler.manifests import (
@@ -21,10 +26,12 @@ from scheduler.manifests import (
     load_paths,
     load_text,
 )
+from scheduler.manifests import _documents as documents_of
 
 DATA = Path(__file__).parent / "data"
 PROBLEMS = DATA / "problems"
-EXAMPLES = Path(__file__).parent.parent / "manifests" / "examples"
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "manifests" / "examples"
 NOW = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
 
 CRON_WORKFLOW = """\
@@ -417,3 +424,304 @@ def test_a_loaded_cron_workflow_keeps_its_model_for_writing_back() -> None:
 )
 def test_a_source_reads_file_then_document(source: Source, text: str) -> None:
     assert str(source) == text
+
+
+# Building documents: the loader's own constructor against PyYAML's, with the same parser and
+# resolver (timestamps stay strings) but none of the loader's overrides.
+
+
+class PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    pass
+
+
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def plain_documents(text: str) -> list[object]:
+    """What PyYAML builds, document by document, up to a YAML error if there is one."""
+    loader = PlainLoader(text)
+    built: list[object] = []
+    try:
+        while loader.check_data():
+            built.append(loader.get_data())
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return built
+
+
+def typed(value: object) -> object:
+    """`value` with the type of everything in it, so that 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return ("dict", [(typed(key), typed(item)) for key, item in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [typed(item) for item in value])
+    if isinstance(value, set):
+        return ("set", sorted(map(repr, value)))
+    if isinstance(value, float) and math.isnan(value):
+        return ("float", "nan")
+    return (type(value).__name__, value)
+
+
+def shared_objects(value: object) -> list[tuple[int, int]]:
+    """Where the same dict or list is found twice, as pairs of positions in a walk of `value`."""
+    positions: dict[int, int] = {}
+    found: list[tuple[int, int]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if id(item) in positions:
+            found.append((positions[id(item)], len(positions)))
+            continue
+        positions[id(item)] = len(positions)
+        stack.extend(reversed(list(item.values()) if isinstance(item, dict) else item))
+    return found
+
+
+def assert_built_as_pyyaml_builds(text: str) -> list[object]:
+    ours = [document for _, document in documents_of(text, "test.yaml")]
+    plain = plain_documents(text)
+    for number, document in enumerate(ours):
+        if isinstance(document, ManifestError):
+            continue
+        assert typed(document) == typed(plain[number]), f"document {number + 1}"
+        assert shared_objects(document) == shared_objects(plain[number])
+    return ours
+
+
+REPOSITORY_YAML = sorted(
+    path
+    for folder in (ROOT / "manifests", ROOT / "tests" / "golden", DATA)
+    for path in [*folder.rglob("*.yaml"), *folder.rglob("*.yml")]
+)
+
+
+@pytest.mark.parametrize("path", REPOSITORY_YAML, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_yaml_file_of_the_repository_is_built_as_pyyaml_builds_it(path: Path) -> None:
+    text = path.read_text(encoding="utf-8-sig")
+
+    ours = assert_built_as_pyyaml_builds(text)
+
+    if DATA / "problems" not in path.parents:
+        assert [d for d in ours if isinstance(d, ManifestError)] == []
+        assert len(ours) == len(plain_documents(text))
+
+
+JSON_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.sampled_from(["yes", "off", "~", "0x1F", "0o17", "1_000", "2026-01-01", "<<", "=", ""]),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(max_size=8) | st.integers() | st.booleans(), children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    documents=st.lists(JSON_LIKE, min_size=1, max_size=3),
+    flow_style=st.sampled_from([False, True, None]),
+)
+def test_any_json_like_document_is_built_as_pyyaml_builds_it(
+    documents: list[Any], flow_style: bool | None
+) -> None:
+    text = yaml.safe_dump_all(
+        documents, default_flow_style=flow_style, allow_unicode=True, sort_keys=False
+    )
+
+    ours = assert_built_as_pyyaml_builds(text)
+
+    assert len(ours) == len(documents)
+
+
+ALIASES_AND_TAGS = """defaults: &defaults {image: alpine, replicas: 2, debug: off}
+sizes: &sizes [1, 2.5, .inf, -0x1F, 0o17, ~, null, true, "3"]
+empty: &empty []
+first:
+  <<: *defaults
+  replicas: 3
+second:
+  <<: [*defaults, {extra: yes}]
+  sizes: *sizes
+  again: *sizes
+third: {<<: {a: 1}, b: *empty, c: *empty}
+= : equals
+tags: [!!str 12, !!int "12", !!float "1", !!bool "yes", !!null "", !!binary aGVsbG8=]
+set: !!set {a, b}
+omap: !!omap [{one: 1}, {two: *defaults}]
+pairs: !!pairs [{k: v}, {k: w}]
+when: 2026-03-01T06:00:00Z
+explicit: !!timestamp 2026-03-01
+keys: {1: int, 1.5: float, null: none, true: bool, "1": string}
+---
+- *undefined_in_a_new_document_is_an_error_so_this_stream_ends_here
+"""
+
+
+def test_anchors_aliases_merge_keys_and_tags_are_built_as_pyyaml_builds_them() -> None:
+    (document, error) = assert_built_as_pyyaml_builds(ALIASES_AND_TAGS)
+
+    assert isinstance(document, dict)
+    assert document["first"] == {"image": "alpine", "replicas": 3, "debug": False}
+    assert document["second"]["extra"] is True
+    assert document["second"]["sizes"] is document["sizes"] is document["second"]["again"]
+    assert document["third"]["b"] is document["third"]["c"] is document["empty"]
+    assert document["when"] == "2026-03-01T06:00:00Z"
+    assert document["explicit"] == datetime.date(2026, 3, 1)
+    assert document["set"] == {"a", "b"}
+    assert document["omap"][1][1] is document["defaults"]
+    assert isinstance(error, ManifestError)
+    assert error.messages[0].startswith("invalid YAML at line 21, column 3: found undefined alias")
+
+
+def test_an_aliased_node_is_built_once_and_shared_so_an_alias_bomb_stays_small() -> None:
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
+    bomb = "\n".join(levels) + "\n"  # 10**9 strings once expanded
+
+    ((_, document),) = documents_of(bomb, "bomb.yaml")
+
+    assert isinstance(document, dict)
+    top = document["a8"]
+    assert all(item is document["a7"] for item in top)
+    assert all(item is document["a0"] for item in document["a1"])
+    assert len(shared_objects(document)) == 8 * 10  # every alias is the object of its anchor
+
+
+def test_a_document_that_contains_itself_is_an_error_and_later_documents_still_load() -> None:
+    recursive = CRON_WORKFLOW.format(name="loop").replace(
+        "  workflowSpec:\n", "  workflowSpec: &spec\n    again: *spec\n"
+    )
+    text = recursive + "---\n&list [1, *list]\n---\n" + CRON_WORKFLOW.format(name="after")
+
+    result = load_text(text, "loop.yaml")
+
+    assert [(error.source.document, error.messages) for error in result.errors] == [
+        (
+            1,
+            (
+                'recursive alias: the value of "again" at line 8, column 5 is the mapping at '
+                "line 7, column 17 that contains it; a manifest cannot contain itself (JSON and "
+                "the Kubernetes API cannot represent it)",
+            ),
+        ),
+        (
+            2,
+            (
+                "recursive alias: item 2 of the sequence at line 14, column 1 is the sequence "
+                "at line 14, column 1 that contains it; a manifest cannot contain itself (JSON "
+                "and the Kubernetes API cannot represent it)",
+            ),
+        ),
+    ]
+    assert [c.key for c in result.cron_workflows] == ["default/after"]
+
+
+def test_a_mapping_merged_into_itself_is_not_recursive_but_one_used_as_its_own_key_is() -> None:
+    merged = load_text("&m {kind: ConfigMap, <<: *m}\n", "merged.yaml")
+    keyed = load_text("&m {*m : 1}\n", "keyed.yaml")
+
+    assert [str(notice) for notice in merged.notices] == [
+        "merged.yaml (document 1): ConfigMap is not a CronWorkflow",
+        "merged.yaml: no CronWorkflow found",
+    ]
+    assert only_error(keyed).messages == (
+        "invalid YAML at line 1, column 1: while constructing a mapping (from line 1, column 1): "
+        "found unhashable key; documents after this point were not read",
+    )
+
+
+def test_aliases_nested_thousands_deep_are_built_without_recursion() -> None:
+    chain = "".join(f"  - &a{n} [*a{n - 1}]\n" for n in range(1, 5000))
+    text = f"chain:\n  - &a0 [end]\n{chain}deepest: *a4999\n"
+
+    ((_, document),) = documents_of(text, "deep.yaml")
+
+    assert isinstance(document, dict)
+    value = document["deepest"]
+    for _ in range(5000):
+        (value,) = value
+    assert value == "end"
+
+
+def test_merge_keys_nested_too_deeply_are_an_error_not_a_crash() -> None:
+    # Merge keys are resolved recursively, by PyYAML: a chain of thousands of them is refused.
+    chain = "".join(f"    - &m{n} {{<<: *m{n - 1}}}\n" for n in range(1, 5000))
+    text = f"defs:\n  chain:\n    - &m0 {{a: 0}}\n{chain}use: {{<<: *m4999}}\n"
+
+    error = only_error(load_text(text, "merges.yaml"))
+
+    assert str(error) == (
+        "merges.yaml (document 1): cannot read the YAML: it is nested too deeply; documents "
+        "after this point were not read"
+    )
+
+
+def test_duplicate_keys_are_reported_breadth_first_as_before() -> None:
+    text = "a:\n  deep: {x: 1, x: 2}\nb: {y: 1, y: 2}\nb: 3\n"
+
+    error = only_error(load_text(text, "dups.yaml"))
+
+    assert error.messages == (
+        'duplicate key "b" at line 4, column 1 (first at line 3): a key may appear once per '
+        "mapping",
+        'duplicate key "y" at line 3, column 11 (first at line 3): a key may appear once per '
+        "mapping",
+        'duplicate key "x" at line 2, column 16 (first at line 2): a key may appear once per '
+        "mapping",
+    )
+
+
+def test_keys_merged_into_a_mapping_that_is_merged_later_are_not_duplicates() -> None:
+    text = (
+        "metadata:\n  labels:\n    base: &base {<<: {team: a}, team: b}\n"
+        "spec: {<<: *base, extra: c}\n"
+    )
+
+    ((_, document),) = documents_of(text, "merges.yaml")
+
+    assert document == {
+        "metadata": {"labels": {"base": {"team": "b"}}},
+        "spec": {"team": "b", "extra": "c"},
+    }
+
+
+def test_a_duplicate_key_in_a_merged_mapping_is_still_reported() -> None:
+    text = "base: &base {team: a, team: b}\nspec: {<<: *base}\n"
+
+    error = only_error(load_text(text, "merges.yaml"))
+
+    assert error.messages == (
+        'duplicate key "team" at line 1, column 23 (first at line 1): a key may appear once '
+        "per mapping",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!!int abc", 'cannot read "abc" as !!int: invalid literal for int() with base 10'),
+        ("!!bool maybe", "cannot read \"maybe\" as !!bool: 'maybe'"),
+        ("!!map abc", "expected a mapping node, but found scalar"),
+        ("1" * 5000, 'cannot read "1111111111111111111111111111111111111..." as !!int'),
+    ],
+)
+def test_a_scalar_that_cannot_be_read_as_its_tag_is_a_yaml_error(value: str, problem: str) -> None:
+    text = f"apiVersion: v1\nkind: ConfigMap\ndata: {value}\n"
+
+    error = only_error(load_text(text, "tags.yaml"))
+
+    (message,) = error.messages
+    assert message.startswith(f"invalid YAML at line 3, column 7: {problem}")
+    assert message.endswith("; documents after this point were not read")
