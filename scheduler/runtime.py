@@ -41,6 +41,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from policies.decision import CronWorkflow, History
+from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
 from scheduler.engine import (
     Engine,
@@ -590,6 +591,9 @@ class Service:
         # service lock in its observers: so engine calls happen after the service lock is
         # released, never under it.
         actions: list[Callable[[], object]] = []
+        # Fleets share schedules (and probing one for its interval takes a millisecond):
+        # each distinct schedule of this change is probed once.
+        intervals: dict[Schedule, float | None] = {}
         with self._lock:
             leading = self._leading and self._degraded is None
             for key in set(self._catalog) - set(snapshot.cron_workflows):
@@ -620,7 +624,10 @@ class Service:
                 for warning in cron_workflow.validation.warnings:
                     log.warning("CronWorkflow %s: %s", key, warning)
                 if cron_workflow.schedule is not None:
-                    self._intervals[key] = expected_interval(cron_workflow.schedule, now)
+                    schedule = cron_workflow.schedule
+                    if schedule not in intervals:
+                        intervals[schedule] = expected_interval(schedule, now)
+                    self._intervals[key] = intervals[schedule]
                     self.timer.set(key, cron_workflow.schedule)
                 else:
                     self._intervals[key] = None
