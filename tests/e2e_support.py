@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["Scrape", "eventually"]
+__all__ = ["NO_PROXY", "Record", "Replica", "Scrape", "eventually"]
+
+Record = dict[str, Any]
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Requests to 127.0.0.1 must not go through a proxy the environment may name."""
 
 T = TypeVar("T")
 
@@ -49,3 +61,80 @@ class Scrape:
             if s.name == sample and labels.items() <= s.labels.items()
         ]
         return sum(values) if values else None
+
+
+@dataclass
+class Replica:
+    """One ``cronwf serve`` process, its HTTP port and its JSON log file."""
+
+    identity: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    stop_within: float = 10.0
+    """Seconds a SIGTERM may take to end the process before the test fails."""
+
+    def get(self, path: str) -> tuple[int, str] | None:
+        """The status and body of ``GET path``, or None while nothing answers."""
+        try:
+            with NO_PROXY.open(f"http://127.0.0.1:{self.port}{path}", timeout=3) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def readiness(self) -> tuple[int, Record] | None:
+        """``/readyz``: its status code and JSON body."""
+        reply = self.get("/readyz")
+        return None if reply is None else (reply[0], json.loads(reply[1]))
+
+    def is_leader(self) -> bool:
+        """Whether ``/readyz`` says this replica leads."""
+        state = self.readiness()
+        return state is not None and state[1]["leader"] is True
+
+    def scrape(self) -> Scrape:
+        """One scrape of ``/metrics``."""
+        reply = self.get("/metrics")
+        assert reply is not None, f"{self.identity}: /metrics does not answer"
+        assert reply[0] == 200, f"{self.identity}: /metrics: {reply}"
+        return Scrape(reply[1])
+
+    def metric(self, sample: str, **labels: str) -> float | None:
+        """One value of a fresh scrape (see :meth:`Scrape.value`)."""
+        return self.scrape().value(sample, **labels)
+
+    def records(self) -> list[Record]:
+        """Every JSON line of the log so far, tagged with this replica's identity."""
+        found: list[Record] = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{") and line.endswith("}"):
+                found.append({**json.loads(line), "replica": self.identity})
+        return found
+
+    def events(self, key: str, *kinds: str) -> list[Record]:
+        """The engine events of CronWorkflow ``key`` this replica logged, of ``kinds`` (all
+        if none)."""
+        return [
+            r
+            for r in self.records()
+            if r.get("cronWorkflow") == key and (not kinds or r.get("event") in kinds)
+        ]
+
+    def messages(self) -> list[str]:
+        return [str(r.get("message", "")) for r in self.records()]
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (failing after ``stop_within`` seconds)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(self.stop_within)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.identity} did not exit within {self.stop_within:g}s of SIGTERM")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no release of the lead."""
+        self.process.kill()
+        self.process.wait(self.stop_within)

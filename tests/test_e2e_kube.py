@@ -31,7 +31,6 @@ exact. The tests are marked ``e2e``: ``make test`` runs them last, ``pytest -m e
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -41,8 +40,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,7 +49,8 @@ from typing import Any
 
 import pytest
 from conftest import RedisServer
-from e2e_support import Scrape, eventually
+from e2e_support import Record, eventually
+from e2e_support import Replica as ServeReplica
 from kube_emulator import EmulatorServer
 from kubernetes import client, watch
 
@@ -77,10 +75,6 @@ SETTLE_WITHIN = 8.0
 """Seconds for the counters to catch up with the Workflows that finished."""
 DECISIONS = frozenset({"Spawned", "Skipped", "Missed", "Error"})
 WORKFLOW_NAME = re.compile(rf"{NAME}-(\d+)")
-
-Record = dict[str, Any]
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,79 +212,20 @@ class ArgoController:
 # Replicas
 
 
-@dataclass
-class Replica:
+class Replica(ServeReplica):
     """One ``cronwf serve --kubernetes`` process, its HTTP port and its log file."""
 
-    identity: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def get(self, path: str) -> tuple[int, str] | None:
-        """The status and body of ``GET path``, or None while nothing answers."""
-        try:
-            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}{path}", timeout=3) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read().decode()
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def readiness(self) -> tuple[int, Record] | None:
-        """``/readyz``: its status code and JSON body."""
-        reply = self.get("/readyz")
-        return None if reply is None else (reply[0], json.loads(reply[1]))
-
-    def is_leader(self) -> bool:
-        """Whether ``/readyz`` says this replica leads."""
-        state = self.readiness()
-        return state is not None and state[1]["leader"] is True
-
-    def metric(self, sample: str, **labels: str) -> float | None:
-        """One value of a fresh scrape of ``/metrics``."""
-        reply = self.get("/metrics")
-        assert reply is not None, f"{self.identity}: /metrics does not answer"
-        assert reply[0] == 200, f"{self.identity}: /metrics: {reply}"
-        return Scrape(reply[1]).value(sample, **labels)
-
-    def records(self) -> list[Record]:
-        """Every JSON line of the log so far, tagged with this replica's identity."""
-        found: list[Record] = []
-        for line in self.log_path.read_text().splitlines():
-            if line.startswith("{") and line.endswith("}"):
-                found.append({**json.loads(line), "replica": self.identity})
-        return found
-
-    def events(self, *kinds: str) -> list[Record]:
+    def tick_events(self, *kinds: str) -> list[Record]:
         """The engine events of ``tick`` this replica logged, of ``kinds`` (all if none)."""
-        return [
-            r
-            for r in self.records()
-            if r.get("cronWorkflow") == KEY and (not kinds or r.get("event") in kinds)
-        ]
+        return self.events(KEY, *kinds)
 
     def spawned(self, *, catch_up: bool | None = None) -> list[int]:
         """The instants this replica spawned (only on time, or only by catch-up, if asked)."""
         return [
             unix(e["scheduledTime"])
-            for e in self.events("Spawned")
+            for e in self.tick_events("Spawned")
             if catch_up is None or e["catchUp"] is catch_up
         ]
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (failing after :data:`STOP_WITHIN` seconds)."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_WITHIN)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.identity} did not exit within {STOP_WITHIN:g}s of SIGTERM")
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown, no Lease release."""
-        self.process.kill()
-        self.process.wait(STOP_WITHIN)
 
 
 class Fleet:
@@ -342,7 +277,7 @@ class Fleet:
                 process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
-            replica = Replica(identity, port, log_path, process)
+            replica = Replica(identity, port, log_path, process, STOP_WITHIN)
             self.started.append(replica)
             started.append(replica)
         for replica in started:
@@ -457,7 +392,7 @@ def decisions(replicas: Iterable[Replica]) -> dict[int, list[Record]]:
     """Every decision event of ``tick`` in the logs of ``replicas``, by instant."""
     found: dict[int, list[Record]] = defaultdict(list)
     for replica in replicas:
-        for event in replica.events(*DECISIONS):
+        for event in replica.tick_events(*DECISIONS):
             found[unix(event["scheduledTime"])].append(event)
     return dict(found)
 
@@ -613,7 +548,7 @@ def test_three_replicas_elect_exactly_one_leader_which_spawns_one_workflow_per_i
     assert lease_holder(kube) == leader.identity
     eventually("4 Workflows", 8.0, lambda: len(workflows(kube)) >= 4)
     assert [r.identity for r in trio if r.is_leader()] == [leader.identity]
-    deciders = {e["replica"] for r in trio for e in r.events(*DECISIONS)}
+    deciders = {e["replica"] for r in trio for e in r.tick_events(*DECISIONS)}
     assert deciders == {leader.identity}, "a standby decided an instant"
 
     counts = count_completions(fleet)

@@ -35,13 +35,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
+from e2e_support import NO_PROXY
+from e2e_support import eventually as poll_until
 
 pytestmark = pytest.mark.e2e
 
@@ -67,21 +70,9 @@ ALERT_WITHIN = 15.0
 """Seconds from the resumption to the alert firing: a scrape and an evaluation (1 s each)
 after the catch-up, with a wide margin."""
 
-T = TypeVar("T")
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-def eventually(what: str | Callable[[], str], within: float, probe: Callable[[], T | None]) -> T:
-    """Poll ``probe`` every 0.2 s until it returns something truthy; fail after ``within``
-    seconds, naming the awaited condition (a callable is asked at failure time)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what() if callable(what) else what}")
-        time.sleep(0.2)
+# Prometheus is polled every 0.2 s: often enough, and gentle on a busy two-core machine.
+eventually = partial(poll_until, every=0.2)
 
 
 def free_port() -> int:
@@ -93,7 +84,7 @@ def free_port() -> int:
 def http_get(url: str) -> tuple[int, str] | None:
     """The status and body of ``GET url``, or None while nothing answers."""
     try:
-        with _NO_PROXY.open(url, timeout=3) as response:
+        with NO_PROXY.open(url, timeout=3) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as error:
         with error:

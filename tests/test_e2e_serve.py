@@ -31,24 +31,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from conftest import RedisServer
-from e2e_support import Scrape, eventually
+from e2e_support import Record, Replica, eventually
 
 NAMESPACE = "default"
 CRONWF = Path(sys.executable).with_name("cronwf")
@@ -62,10 +57,6 @@ LOCK_TTL = 2.0
 LEADERSHIP = ("--lock-ttl", f"{LOCK_TTL:g}s", "--renew-interval", "0.5s")
 FAST_RELOAD = ("--reload-interval", "0.2s")
 DECISIONS = frozenset({"Spawned", "Skipped", "Missed", "Error"})
-
-Record = dict[str, Any]
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,79 +169,6 @@ def succeeded_runs(state_dir: Path, name: str) -> set[int]:
 # Replicas
 
 
-@dataclass
-class Replica:
-    """One ``cronwf serve`` process, its port and its JSON log file."""
-
-    identity: str
-    port: int
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def get(self, path: str) -> tuple[int, str] | None:
-        """The status and body of ``GET path``, or None while nothing answers."""
-        try:
-            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}{path}", timeout=3) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read().decode()
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def readiness(self) -> tuple[int, Record] | None:
-        """``/readyz``: its status code and JSON body."""
-        reply = self.get("/readyz")
-        return None if reply is None else (reply[0], json.loads(reply[1]))
-
-    def scrape(self) -> Scrape:
-        """One scrape of ``/metrics``."""
-        reply = self.get("/metrics")
-        assert reply is not None, f"{self.identity}: /metrics does not answer"
-        assert reply[0] == 200, f"{self.identity}: /metrics: {reply}"
-        return Scrape(reply[1])
-
-    def metric(self, sample: str, **labels: str) -> float | None:
-        """One value of a fresh scrape (see :meth:`Scrape.value`)."""
-        return self.scrape().value(sample, **labels)
-
-    def is_leader(self) -> bool:
-        state = self.readiness()
-        return state is not None and state[1]["leader"] is True
-
-    def records(self) -> list[Record]:
-        """Every JSON line of the log so far (other lines, if any, are left out)."""
-        found: list[Record] = []
-        for line in self.log_path.read_text().splitlines():
-            if line.startswith("{") and line.endswith("}"):
-                found.append({**json.loads(line), "replica": self.identity})
-        return found
-
-    def events(self, key: str, *kinds: str) -> list[Record]:
-        """The engine events of CronWorkflow ``key`` this replica logged, of ``kinds``."""
-        return [
-            r
-            for r in self.records()
-            if r.get("cronWorkflow") == key and (not kinds or r.get("event") in kinds)
-        ]
-
-    def messages(self) -> list[str]:
-        return [str(r.get("message", "")) for r in self.records()]
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (failing after :data:`STOP_WITHIN` seconds)."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_WITHIN)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.identity} did not exit within {STOP_WITHIN:g}s of SIGTERM")
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown, no lock release."""
-        self.process.kill()
-        self.process.wait(STOP_WITHIN)
-
-
 class Replicas:
     """Starts ``cronwf serve`` processes for one test; the fixture kills whatever is left."""
 
@@ -269,7 +187,7 @@ class Replicas:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        replica = Replica(identity, port, log_path, process)
+        replica = Replica(identity, port, log_path, process, STOP_WITHIN)
         self.started.append(replica)
         return replica
 
