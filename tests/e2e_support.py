@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["NO_PROXY", "Record", "Replica", "Scrape", "eventually"]
+__all__ = ["NO_PROXY", "Record", "Replica", "Scrape", "eventually", "http_get"]
 
 Record = dict[str, Any]
 
@@ -63,6 +63,18 @@ class Scrape:
         return sum(values) if values else None
 
 
+def http_get(url: str) -> tuple[int, str] | None:
+    """The status and body of ``GET url``, or None while nothing answers."""
+    try:
+        with NO_PROXY.open(url, timeout=3) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 @dataclass
 class Replica:
     """One ``cronwf serve`` process, its HTTP port and its JSON log file."""
@@ -76,14 +88,7 @@ class Replica:
 
     def get(self, path: str) -> tuple[int, str] | None:
         """The status and body of ``GET path``, or None while nothing answers."""
-        try:
-            with NO_PROXY.open(f"http://127.0.0.1:{self.port}{path}", timeout=3) as response:
-                return int(response.status), response.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read().decode()
-        except (urllib.error.URLError, OSError):
-            return None
+        return http_get(f"http://127.0.0.1:{self.port}{path}")
 
     def readiness(self) -> tuple[int, Record] | None:
         """``/readyz``: its status code and JSON body."""

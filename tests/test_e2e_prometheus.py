@@ -43,8 +43,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import NO_PROXY
 from e2e_support import eventually as poll_until
+from e2e_support import http_get
 
 pytestmark = pytest.mark.e2e
 
@@ -79,18 +79,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def http_get(url: str) -> tuple[int, str] | None:
-    """The status and body of ``GET url``, or None while nothing answers."""
-    try:
-        with NO_PROXY.open(url, timeout=3) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def cron_workflow_manifest() -> str:
