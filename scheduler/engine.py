@@ -507,16 +507,17 @@ class Engine:
         """
         results: list[TickResult | None] = [None] * len(ticks)
         held: list[threading.RLock] = []
+        taken: set[str] = set()
         later: list[int] = []
         batch: list[tuple[int, _Prepared]] = []
         try:
             for index, (cron_workflow, scheduled_at) in enumerate(ticks):
-                lock = self._try_lock(cron_workflow.key)
-                if lock is None or lock in held:
-                    if lock is not None:
-                        lock.release()
+                key = cron_workflow.key
+                lock = None if key in taken else self._try_lock(key)
+                if lock is None:
                     later.append(index)
                     continue
+                taken.add(key)
                 held.append(lock)
                 prepared = self._prepare(cron_workflow, scheduled_at, now, catch_up=False)
                 if isinstance(prepared, TickResult):
