@@ -332,8 +332,26 @@ class Engine:
         Seeds the history of a CronWorkflow the store does not know, moves the cursor to
         ``now`` when the schedules or time zone changed, and records or clears ``SpecError``.
         """
-        with self.serialized(cron_workflow.key):
-            return self._sync(cron_workflow, now, self.store.load(cron_workflow.key))
+        key = cron_workflow.key
+        with self.serialized(key):
+            seed = seed_history(cron_workflow, now)
+            history = self.store.load(key)
+            if history is None:
+                _, history = self.store.apply(key, seed, _same)
+            if cron_workflow.valid and history.signature != cron_workflow.signature:
+                signature = cron_workflow.signature
+                _, history = self.store.apply(key, seed, lambda h: reset_cursor(h, signature, now))
+            if not cron_workflow.valid:
+                message = cron_workflow.validation.errors[0]
+                if history.conditions.get(ErrorReason.SPEC_ERROR) != message:
+                    fail = Fail(ErrorReason.SPEC_ERROR, message)
+                    _, history = self.store.apply(key, seed, lambda h: record_error(h, None, fail))
+                    self.observer.emit(
+                        Error(time=now, key=key, reason=fail.reason, message=fail.message)
+                    )
+            elif ErrorReason.SPEC_ERROR in history.conditions:
+                _, history = self.store.apply(key, seed, clear_spec_error)
+            return history
 
     def sync_many(self, cron_workflows: Sequence[CronWorkflow], now: datetime) -> list[History]:
         """:meth:`sync` of each. Taking the lead over a large fleet reads every history: they
@@ -350,26 +368,6 @@ class Engine:
         for start in range(0, len(seeds), _SEED_BATCH):
             self.store.apply_many(seeds[start : start + _SEED_BATCH])
         return [self.sync(cron_workflow, now) for cron_workflow in cron_workflows]
-
-    def _sync(self, cron_workflow: CronWorkflow, now: datetime, history: History | None) -> History:
-        key = cron_workflow.key
-        seed = seed_history(cron_workflow, now)
-        if history is None:
-            _, history = self.store.apply(key, seed, _same)
-        if cron_workflow.valid and history.signature != cron_workflow.signature:
-            signature = cron_workflow.signature
-            _, history = self.store.apply(key, seed, lambda h: reset_cursor(h, signature, now))
-        if not cron_workflow.valid:
-            message = cron_workflow.validation.errors[0]
-            if history.conditions.get(ErrorReason.SPEC_ERROR) != message:
-                fail = Fail(ErrorReason.SPEC_ERROR, message)
-                _, history = self.store.apply(key, seed, lambda h: record_error(h, None, fail))
-                self.observer.emit(
-                    Error(time=now, key=key, reason=fail.reason, message=fail.message)
-                )
-        elif ErrorReason.SPEC_ERROR in history.conditions:
-            _, history = self.store.apply(key, seed, clear_spec_error)
-        return history
 
     def forget(self, key: str) -> None:
         """The CronWorkflow was deleted: drop its history."""
@@ -477,11 +475,9 @@ class Engine:
             self.observer.emit(events[-1])
         outcome = prepared.decision.outcome
         if isinstance(outcome, Skip):
-            run = RunRecord(scheduled_at, "Skipped", now, reason=outcome.reason.value)
-            self.store.apply(key, seed, partial(record_skip, scheduled_at=scheduled_at), [run])
-            return self._emit(
-                events, Skipped(time=now, key=key, scheduled_at=scheduled_at, reason=outcome.reason)
-            )
+            change, skipped = _skipped(prepared, outcome, now)
+            self.store.apply(*change)
+            return self._emit(events, skipped)
         if isinstance(outcome, Fail):
             return self._fail(cron_workflow, seed, scheduled_at, now, outcome, events)
         return self._spawn(
@@ -550,18 +546,12 @@ class Engine:
         records: list[tuple[int, Change, Event]] = []
         spawns: list[tuple[int, _Prepared, Spawn]] = []
         for index, prepared in batch:
-            key, scheduled_at = prepared.cron_workflow.key, prepared.at
             outcome = prepared.decision.outcome
             if isinstance(outcome, Spawn):
                 spawns.append((index, prepared, outcome))
                 continue
             assert isinstance(outcome, Skip)
-            run = RunRecord(scheduled_at, "Skipped", now, reason=outcome.reason.value)
-            transition = partial(record_skip, scheduled_at=scheduled_at)
-            event: Event = Skipped(
-                time=now, key=key, scheduled_at=scheduled_at, reason=outcome.reason
-            )
-            records.append((index, Change(key, prepared.seed, transition, [run]), event))
+            records.append((index, *_skipped(prepared, outcome, now)))
         claims = [(prepared.cron_workflow.key, prepared.at) for _, prepared, _ in spawns]
         claimed = self.store.claim_many(claims) if claims else []
         unavailable: SinkUnavailable | None = None
@@ -573,8 +563,7 @@ class Engine:
             try:
                 created = self.sink.spawn(cron_workflow.spec, scheduled_at)
             except SpawnRejected as error:
-                message = f"Failed to submit Workflow: {error}"
-                fail = Fail(ErrorReason.SUBMISSION_ERROR, message)
+                fail = _rejected(error)
                 result = self._fail(
                     cron_workflow, prepared.seed, scheduled_at, now, fail, [], triggered=True
                 )
@@ -583,17 +572,8 @@ class Engine:
             except SinkUnavailable as error:
                 unavailable = error
                 break
-            key = cron_workflow.key
-            run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
-            transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
-            event = Spawned(
-                time=now,
-                key=key,
-                scheduled_at=scheduled_at,
-                workflow=spawn.workflow,
-                created=created,
-            )
-            records.append((index, Change(key, prepared.seed, transition, [run]), event))
+            spawned = _spawned(cron_workflow.key, prepared.seed, scheduled_at, spawn, created, now)
+            records.append((index, *spawned))
         if records:
             self.store.apply_many([change for _, change, _ in records])
         for index, _, recorded in records:
@@ -629,23 +609,11 @@ class Engine:
         try:
             created = self.sink.spawn(spec, scheduled_at)
         except SpawnRejected as error:
-            fail = Fail(ErrorReason.SUBMISSION_ERROR, f"Failed to submit Workflow: {error}")
+            fail = _rejected(error)
             return self._fail(cron_workflow, seed, scheduled_at, now, fail, events, triggered=True)
-        run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
-        transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
-        self.store.apply(key, seed, transition, [run])
-        return self._emit(
-            events,
-            Spawned(
-                time=now,
-                key=key,
-                scheduled_at=scheduled_at,
-                workflow=spawn.workflow,
-                created=created,
-                catch_up=catch_up,
-                replaced=spawn.terminate,
-            ),
-        )
+        change, spawned = _spawned(key, seed, scheduled_at, spawn, created, now, catch_up)
+        self.store.apply(*change)
+        return self._emit(events, spawned)
 
     def _fail(
         self,
@@ -781,6 +749,42 @@ class _Prepared:
         if self.decision.stop or isinstance(outcome, Fail):
             return False
         return isinstance(outcome, Skip) or not outcome.terminate
+
+
+def _skipped(prepared: _Prepared, skip: Skip, now: datetime) -> tuple[Change, Skipped]:
+    """The record and the event of a skipped instant."""
+    key, scheduled_at = prepared.cron_workflow.key, prepared.at
+    run = RunRecord(scheduled_at, "Skipped", now, reason=skip.reason.value)
+    change = Change(key, prepared.seed, partial(record_skip, scheduled_at=scheduled_at), [run])
+    return change, Skipped(time=now, key=key, scheduled_at=scheduled_at, reason=skip.reason)
+
+
+def _spawned(
+    key: str,
+    seed: History,
+    scheduled_at: datetime,
+    spawn: Spawn,
+    created: bool,
+    now: datetime,
+    catch_up: bool = False,
+) -> tuple[Change, Spawned]:
+    """The record and the event of a spawned instant."""
+    run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
+    transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
+    event = Spawned(
+        time=now,
+        key=key,
+        scheduled_at=scheduled_at,
+        workflow=spawn.workflow,
+        created=created,
+        catch_up=catch_up,
+        replaced=spawn.terminate,
+    )
+    return Change(key, seed, transition, [run]), event
+
+
+def _rejected(error: SpawnRejected) -> Fail:
+    return Fail(ErrorReason.SUBMISSION_ERROR, f"Failed to submit Workflow: {error}")
 
 
 def _same(history: History) -> History:
