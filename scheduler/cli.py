@@ -33,7 +33,15 @@ from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
 from scheduler.engine import StoreUnavailable
-from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, WorkflowWatcher, api_client
+from scheduler.kube import (
+    DEFAULT_SPAWN_WORKERS,
+    KubeLease,
+    KubeSink,
+    KubeSource,
+    KubeStatus,
+    WorkflowWatcher,
+    api_client,
+)
 from scheduler.logs import configure_logging
 from scheduler.manifests import (
     LoadedCronWorkflow,
@@ -598,8 +606,16 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument(
         "--workers",
         type=_positive_count,
-        default=int(_env("WORKERS", "8") or "8"),
-        help="threads deciding due instants, each a batch at a time (CRONWF_WORKERS; default: 8)",
+        default=_env("WORKERS", "1") or "1",
+        help="threads deciding due instants, each a batch at a time; more only help when "
+        "Redis answers slowly (CRONWF_WORKERS; default: 1)",
+    )
+    command.add_argument(
+        "--spawn-workers",
+        type=_positive_count,
+        default=_env("SPAWN_WORKERS", str(DEFAULT_SPAWN_WORKERS)) or str(DEFAULT_SPAWN_WORKERS),
+        help="Kubernetes mode: Workflows created at a time when several are due together "
+        f"(CRONWF_SPAWN_WORKERS; default: {DEFAULT_SPAWN_WORKERS})",
     )
     command.add_argument(
         "--metrics-without-name",
@@ -677,7 +693,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     cluster: Cluster | None = None
     if args.kubernetes:
         try:
-            api = api_client(args.kubeconfig)
+            api = api_client(args.kubeconfig, args.spawn_workers)
         except Exception as error:
             err.write(f"cronwf serve: error: cannot configure the Kubernetes client: {error}\n")
             return 1
@@ -700,7 +716,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         leadership = FencedLease(lease, fence)
         cluster = Cluster(
             source=KubeSource(api, args.namespace, args.instance_id),
-            sink=KubeSink(api, args.workflow_instance_id),
+            sink=KubeSink(api, args.workflow_instance_id, args.spawn_workers),
             status=KubeStatus(api, utc_now),
             watcher=lambda finished, deleted, running: WorkflowWatcher(
                 api, args.namespace, args.workflow_instance_id, finished, deleted, running, utc_now

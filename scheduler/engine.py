@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from policies.decision import (
     CronWorkflow,
@@ -63,6 +63,7 @@ from policies.expressions import ExpressionError
 from policies.spec import CronWorkflowSpec
 
 __all__ = [
+    "BatchSink",
     "Change",
     "Completed",
     "Engine",
@@ -76,6 +77,7 @@ __all__ = [
     "Sink",
     "SinkUnavailable",
     "Skipped",
+    "SpawnOutcome",
     "SpawnRejected",
     "Spawned",
     "Stopped",
@@ -83,6 +85,7 @@ __all__ = [
     "Terminated",
     "TickResult",
     "Transition",
+    "spawn_each",
 ]
 
 
@@ -277,6 +280,37 @@ class Sink(Protocol):
         """Stop a running Workflow; one that is gone or already finished is fine.
 
         Raises :class:`SpawnRejected` or :class:`SinkUnavailable`."""
+
+
+SpawnOutcome = bool | SpawnRejected | SinkUnavailable
+"""What :meth:`Sink.spawn` returned (created, or existed already), or the error it raised."""
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that can create several Workflows at once (a remote API: the requests overlap)."""
+
+    def spawn_many(self, spawns: Sequence[tuple[CronWorkflowSpec, datetime]]) -> list[SpawnOutcome]:
+        """:meth:`spawn` of each ``(spec, scheduled_at)``, the outcome of each in order.
+
+        Once one meets :class:`SinkUnavailable`, those not yet started are not attempted
+        and get that error. Any other exception is raised."""
+
+
+def spawn_each(
+    sink: Sink, spawns: Sequence[tuple[CronWorkflowSpec, datetime]]
+) -> list[SpawnOutcome]:
+    """:meth:`BatchSink.spawn_many` one at a time, with any sink."""
+    outcomes: list[SpawnOutcome] = []
+    for spec, scheduled_at in spawns:
+        try:
+            outcomes.append(sink.spawn(spec, scheduled_at))
+        except SpawnRejected as error:
+            outcomes.append(error)
+        except SinkUnavailable as error:
+            outcomes += [error] * (len(spawns) - len(outcomes))
+            break
+    return outcomes
 
 
 class Observer(Protocol):
@@ -554,26 +588,27 @@ class Engine:
             records.append((index, *_skipped(prepared, outcome, now)))
         claims = [(prepared.cron_workflow.key, prepared.at) for _, prepared, _ in spawns]
         claimed = self.store.claim_many(claims) if claims else []
+        granted: list[tuple[int, _Prepared, Spawn]] = []
+        for item, was_claimed in zip(spawns, claimed, strict=True):
+            if was_claimed:
+                granted.append(item)
+            else:
+                done.append((item[0], _CLAIM_LOST))
+        outcomes = self._spawn_all([(p.cron_workflow.spec, p.at) for _, p, _ in granted])
         unavailable: SinkUnavailable | None = None
-        for (index, prepared, spawn), granted in zip(spawns, claimed, strict=True):
-            if not granted:
-                done.append((index, _CLAIM_LOST))
-                continue
+        for (index, prepared, spawn), made in zip(granted, outcomes, strict=True):
             cron_workflow, scheduled_at = prepared.cron_workflow, prepared.at
-            try:
-                created = self.sink.spawn(cron_workflow.spec, scheduled_at)
-            except SpawnRejected as error:
-                fail = _rejected(error)
+            if isinstance(made, SpawnRejected):
+                fail = _rejected(made)
                 result = self._fail(
                     cron_workflow, prepared.seed, scheduled_at, now, fail, [], triggered=True
                 )
                 done.append((index, result))
-                continue
-            except SinkUnavailable as error:
-                unavailable = error
-                break
-            spawned = _spawned(cron_workflow.key, prepared.seed, scheduled_at, spawn, created, now)
-            records.append((index, *spawned))
+            elif isinstance(made, SinkUnavailable):
+                unavailable = unavailable or made  # stays undecided: catch-up retries it
+            else:
+                spawned = _spawned(cron_workflow.key, prepared.seed, scheduled_at, spawn, made, now)
+                records.append((index, *spawned))
         if records:
             self.store.apply_many([change for _, change, _ in records])
         for index, _, recorded in records:
@@ -582,6 +617,11 @@ class Engine:
         if unavailable is not None:
             raise unavailable
         return done
+
+    def _spawn_all(self, spawns: Sequence[tuple[CronWorkflowSpec, datetime]]) -> list[SpawnOutcome]:
+        if len(spawns) > 1 and isinstance(self.sink, BatchSink):
+            return self.sink.spawn_many(spawns)
+        return spawn_each(self.sink, spawns)
 
     def _spawn(
         self,

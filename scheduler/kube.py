@@ -29,7 +29,8 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,13 +50,14 @@ from policies.workflow import (
     render_workflow,
     rfc3339,
 )
-from scheduler.engine import SinkUnavailable, SpawnRejected
+from scheduler.engine import SinkUnavailable, SpawnOutcome, SpawnRejected, spawn_each
 from scheduler.executor import RunFinished
 from scheduler.files import FileProblem, Snapshot
 from scheduler.manifests import LoadedCronWorkflow, ManifestError, Source, load_document
 
 __all__ = [
     "COMPLETED_LABEL",
+    "DEFAULT_SPAWN_WORKERS",
     "KubeLease",
     "KubeSink",
     "KubeSource",
@@ -76,18 +78,29 @@ _FINISHED = {phase.value: phase for phase in WorkflowPhase}
 _WATCH_TIMEOUT = 300
 _STOP_TIMEOUT = 2.0  # seconds stop() waits for a watch thread (ms, unless a request hangs)
 _MERGE_PATCH = "application/merge-patch+json"
+DEFAULT_SPAWN_WORKERS = 16
+"""Workflows :class:`KubeSink` creates at a time (``serve --spawn-workers``)."""
 
 
-def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client: in-cluster when running in a pod, else from a kubeconfig."""
-    try:
-        if kubeconfig is None:
-            config.load_incluster_config()
-            return client.ApiClient()
-    except config.ConfigException:
-        pass
+_OTHER_CONNECTIONS = 8
+"""Connections besides the creates: the watches, the Lease, status patches, Events."""
+
+
+def api_client(
+    kubeconfig: str | None = None, spawn_workers: int = DEFAULT_SPAWN_WORKERS
+) -> client.ApiClient:
+    """An API client: in-cluster when running in a pod, else from a kubeconfig; its
+    connection pool keeps a connection for each of ``spawn_workers`` concurrent creates."""
     configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    try:
+        if kubeconfig is not None:
+            raise config.ConfigException("a kubeconfig was given")
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = max(
+        configuration.connection_pool_maxsize, spawn_workers + _OTHER_CONNECTIONS
+    )
     return client.ApiClient(configuration)
 
 
@@ -356,11 +369,54 @@ class KubeSource:
 
 
 class KubeSink:
-    """Creates and terminates Workflows in the cluster (a :class:`scheduler.engine.Sink`)."""
+    """Creates and terminates Workflows in the cluster (a :class:`scheduler.engine.BatchSink`).
 
-    def __init__(self, api: client.ApiClient, workflow_instance_id: str = "") -> None:
+    The Workflows of instants due together are created by up to ``workers`` requests at a
+    time: each create waits a round trip to the API server, so one at a time would cap a
+    burst at a few hundred a second whatever the CPU.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        workflow_instance_id: str = "",
+        workers: int = DEFAULT_SPAWN_WORKERS,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self._custom = client.CustomObjectsApi(api)
         self._workflow_instance_id = workflow_instance_id
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cronwf-spawn")
+
+    def close(self) -> None:
+        """Stop the create threads (creates in flight finish first)."""
+        self._pool.shutdown(wait=True)
+
+    def spawn_many(self, spawns: Sequence[tuple[CronWorkflowSpec, datetime]]) -> list[SpawnOutcome]:
+        if len(spawns) <= 1:
+            return spawn_each(self, spawns)
+        unavailable: list[SinkUnavailable] = []
+
+        def attempt(item: tuple[CronWorkflowSpec, datetime]) -> SpawnOutcome:
+            if unavailable:  # the API server is unreachable: leave the rest undecided
+                return unavailable[0]
+            try:
+                return self.spawn(*item)
+            except SpawnRejected as error:
+                return error
+            except SinkUnavailable as error:
+                unavailable.append(error)
+                return error
+
+        futures = []
+        for item in spawns:
+            try:
+                futures.append(self._pool.submit(attempt, item))
+            except RuntimeError:  # closed: a tick still finishing while the service stops
+                break
+        outcomes = [future.result() for future in futures]
+        closed = SinkUnavailable("the Kubernetes sink is shutting down")
+        return outcomes + [closed] * (len(spawns) - len(outcomes))
 
     def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
         body = render_workflow(spec, scheduled_at, self._workflow_instance_id)

@@ -176,15 +176,49 @@ class ServiceConfig:
     renew_interval: float = 5.0
     run_timeout: float = 600.0
     late_after: float = 5.0
-    workers: int = 8
+    workers: int = 1
     metrics_with_name: bool = True
 
 
+_HELD_AT_MOST = 2_000
+"""Events held back while instants wait to be decided, before they are passed on anyway."""
+
+
 class _Fanout:
-    def __init__(self, observers: Iterable[Callable[[Event], None]]) -> None:
+    """Passes each event to every observer, in order, one event at a time.
+
+    While ``busy()`` says that fired instants wait for a worker, events are held back and
+    passed on by :meth:`release` (the timer's idle callback) or with the next event emitted
+    when nothing waits: log lines and metrics of a burst wait for its Workflows to be
+    spawned, rather than delay them by a third. At most :data:`_HELD_AT_MOST` are held.
+    """
+
+    def __init__(
+        self, observers: Iterable[Callable[[Event], None]], busy: Callable[[], bool]
+    ) -> None:
         self._observers = list(observers)
+        self._busy = busy
+        self._held: list[Event] = []
+        self._guard = threading.Lock()
 
     def emit(self, event: Event) -> None:
+        with self._guard:
+            if len(self._held) < _HELD_AT_MOST and self._busy():
+                self._held.append(event)
+                return
+            held, self._held = self._held, []
+            for earlier in held:
+                self._pass_on(earlier)
+            self._pass_on(event)
+
+    def release(self) -> None:
+        """Pass on the events held back."""
+        with self._guard:
+            held, self._held = self._held, []
+            for event in held:
+                self._pass_on(event)
+
+    def _pass_on(self, event: Event) -> None:
         for observer in self._observers:
             try:
                 observer(event)
@@ -245,8 +279,9 @@ class Service:
             observers.append(self._cluster_event)
         # A long gap in a fast schedule is millions of missed instants: the newest are
         # recorded one by one (as many as the recent runs keep), the rest summed up.
-        self.engine = Engine(self.store, sink, _Fanout(observers), DEFAULT_RECENT_RUNS)
-        self.timer = Timer(self.on_due_many, self.config.workers)
+        self._fanout = _Fanout(observers, busy=lambda: self.timer.waiting() > 0)
+        self.engine = Engine(self.store, sink, self._fanout, DEFAULT_RECENT_RUNS)
+        self.timer = Timer(self.on_due_many, self.config.workers, on_idle=self._fanout.release)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
         self._applied: Snapshot | None = None
@@ -351,6 +386,7 @@ class Service:
             # leader finds their instants recorded (bounded: a hung API must not block exit).
             self._idle.wait_for(lambda: not self._inflight, timeout=10)
         self.timer.shutdown(wait=False)
+        self._fanout.release()
         for thread in (self._loop, self._lease_thread):
             if thread is not None:
                 thread.join(5)
@@ -358,6 +394,8 @@ class Service:
             self.executor.shutdown()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.cluster is not None:
+            self.cluster.sink.close()
         if isinstance(self.source, KubeSource):
             self.source.stop()
         try:

@@ -103,14 +103,19 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
     instants APScheduler computed, not just "now". A worker takes the first job waiting and
     as many of the others as its share (those waiting divided among the workers, at most
     ``batch``), so that when a whole fleet is due at one instant each batch shares the
-    store's round trips, and when one job is due it runs at once, alone.
+    store's round trips, and when one job is due it runs at once, alone. A worker that finds
+    nothing waiting after a batch calls ``on_idle``: work that can wait for the fleet to be
+    decided (log lines, metrics) is done then.
     """
 
-    def __init__(self, workers: int, batch: int = 500) -> None:
+    def __init__(
+        self, workers: int, batch: int = 500, on_idle: Callable[[], None] | None = None
+    ) -> None:
         super().__init__()
         if workers < 1 or batch < 1:
             raise ValueError(f"workers and batch must be at least 1, got {workers}, {batch}")
         self._batch = batch
+        self._on_idle = on_idle
         self._queue: SimpleQueue[_Item | None] = SimpleQueue()
         self._workers = [
             threading.Thread(target=self._work, name=f"cronwf-tick-{n}", daemon=True)
@@ -144,6 +149,11 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
                     break
                 items.append(item)
             self._run(items)
+            if self._on_idle is not None and self._queue.empty():
+                try:
+                    self._on_idle()
+                except Exception:  # the callback's own failure must not end the worker
+                    log.exception("the timer's idle callback failed")
             if stop:
                 return
 
@@ -162,6 +172,10 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
                 for job, _ in group:
                     self._run_job_success(job.id, [])
 
+    def waiting(self) -> int:
+        """How many fired jobs wait for a worker."""
+        return self._queue.qsize()
+
     def shutdown(self, wait: bool = True) -> None:
         """Jobs already submitted still run; then each worker ends."""
         for _ in self._workers:
@@ -174,13 +188,21 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
 
 class Timer:
     """One APScheduler job per CronWorkflow, calling ``on_due(dues)`` with batches of
-    :class:`Due` (at most ``batch`` each) from ``workers`` threads."""
+    :class:`Due` (at most ``batch`` each) from ``workers`` threads, and ``on_idle()`` when a
+    worker finds nothing left waiting."""
 
-    def __init__(self, on_due: DueCallback, workers: int = 8, batch: int = 500) -> None:
+    def __init__(
+        self,
+        on_due: DueCallback,
+        workers: int = 1,
+        batch: int = 500,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
         self._on_due = on_due
+        self._executor = TickExecutor(workers, batch, on_idle)
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": TickExecutor(workers, batch)},
+            executors={"default": self._executor},
             job_defaults={
                 "coalesce": False,
                 "misfire_grace_time": None,
@@ -190,6 +212,10 @@ class Timer:
 
     def start(self) -> None:
         self._scheduler.start()
+
+    def waiting(self) -> int:
+        """How many fired CronWorkflows wait for a worker (0 when none is due)."""
+        return self._executor.waiting()
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:

@@ -116,6 +116,7 @@ __all__ = [
     "FieldSelector",
     "KubeEmulator",
     "LabelSelector",
+    "Latency",
     "merge_patch",
 ]
 
@@ -507,6 +508,23 @@ class Fault:
         )
 
 
+@dataclasses.dataclass
+class Latency:
+    """Hold each request matching (method, resource) for ``seconds`` before serving it, and
+    count how many were held at once (``peak``): what a slow API server looks like to a
+    client that overlaps its requests."""
+
+    method: str | None = None
+    resource: str | None = None
+    seconds: float = 0.1
+    in_flight: int = 0
+    peak: int = 0
+    hits: int = 0
+
+    def matches(self, request: kmock.Request) -> bool:
+        return Fault(self.method, None, self.resource, times=None).matches(request)
+
+
 def _verb(request: kmock.Request) -> str | None:
     method = str(request.method.value).upper()
     if request.action == kmock.action.WATCH:
@@ -562,6 +580,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _watches: set[_Watch] = attrs.field(factory=set, init=False)
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _faults_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _latencies: list[Latency] = attrs.field(factory=list, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -671,6 +690,32 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def clear_faults(self) -> None:
         with self._faults_lock:
             self._faults.clear()
+            self._latencies.clear()
+
+    def slow(
+        self, method: str | None = None, resource: str | None = None, *, seconds: float = 0.1
+    ) -> Latency:
+        """Hold every request matching (method, resource) for ``seconds`` (until
+        :meth:`clear_faults`); the rule counts the requests held at once. Thread-safe."""
+        latency = Latency(method, resource, seconds)
+        with self._faults_lock:
+            self._latencies.append(latency)
+        return latency
+
+    async def _hold(self, request: kmock.Request) -> None:
+        with self._faults_lock:
+            held = [latency for latency in self._latencies if latency.matches(request)]
+            for latency in held:
+                latency.hits += 1
+                latency.in_flight += 1
+                latency.peak = max(latency.peak, latency.in_flight)
+        try:
+            for latency in held:
+                await asyncio.sleep(latency.seconds)
+        finally:
+            with self._faults_lock:
+                for latency in held:
+                    latency.in_flight -= 1
 
     def _take_fault(self, request: kmock.Request) -> Fault | None:
         with self._faults_lock:
@@ -681,6 +726,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return None
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        await self._hold(request)
         fault = self._take_fault(request)
         if fault is not None:
             rejection = fault.rejection()
@@ -1755,6 +1801,12 @@ class EmulatorServer:
         return self.emulator.fail(
             method, resource, status=status, times=times, retry_after=retry_after, verb=verb
         )
+
+    def slow(
+        self, method: str | None = None, resource: str | None = None, *, seconds: float = 0.1
+    ) -> Latency:
+        """See :meth:`KubeEmulator.slow`."""
+        return self.emulator.slow(method, resource, seconds=seconds)
 
     def clear_faults(self) -> None:
         self.emulator.clear_faults()

@@ -10,7 +10,7 @@ CronWorkflow never interleave (Argo's race #12625).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,10 +37,12 @@ from scheduler.engine import (
     SinkUnavailable,
     Skipped,
     Spawned,
+    SpawnOutcome,
     SpawnRejected,
     Stopped,
     Terminated,
     TickResult,
+    spawn_each,
 )
 from scheduler.memory import MemoryHistory
 
@@ -1004,6 +1006,77 @@ def test_when_the_sink_fails_in_a_batch_the_spawns_made_are_recorded_and_the_res
     assert undecided is not None
     assert undecided.cursor == at(0)
     assert w.observer.kinds == ["Spawned"]
+
+
+class BatchFakeSink(FakeSink):
+    """A sink that creates a batch's Workflows in one call, each with its own outcome."""
+
+    def __init__(self, outcomes: dict[str, SpawnOutcome] | None = None) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.outcomes = outcomes or {}
+        """Forced outcomes by CronWorkflow name; the others are created."""
+
+    def spawn_many(self, spawns: Sequence[tuple[CronWorkflowSpec, datetime]]) -> list[SpawnOutcome]:
+        self.batches.append([spec.name for spec, _ in spawns])
+        return [
+            self.outcomes[spec.name] if spec.name in self.outcomes else self.spawn(spec, at_)
+            for spec, at_ in spawns
+        ]
+
+
+def test_a_batch_hands_its_claimed_spawns_to_a_batch_sink_in_one_call() -> None:
+    names = ("first", "second", "third", "fourth")
+    cron_workflows = [make_cron_workflow(name=name) for name in names]
+    sink = BatchFakeSink(
+        {
+            "second": SpawnRejected("admission webhook denied the request"),
+            "third": SinkUnavailable("the API server is unreachable"),
+            "fourth": False,  # created before (a restart between spawn and record)
+        }
+    )
+    w = world(sink=sink)
+    for cron_workflow in cron_workflows:
+        w.engine.sync(cron_workflow, at(0))
+
+    with pytest.raises(SinkUnavailable):
+        w.engine.tick_many([(cron_workflow, at(5)) for cron_workflow in cron_workflows], at(5))
+
+    assert sink.batches == [list(names)]
+    cursors = {name: w.store.load(f"batch/{name}") for name in names}
+    assert {name: h.cursor if h else None for name, h in cursors.items()} == {
+        "first": at(5),
+        "second": at(5),  # decided: a SubmissionError
+        "third": at(0),  # undecided: catch-up retries it
+        "fourth": at(5),
+    }
+    assert [(e.kind, e.key) for e in w.observer.events] == [
+        ("Error", "batch/second"),
+        ("Spawned", "batch/first"),
+        ("Spawned", "batch/fourth"),
+    ]
+    fourth = w.observer.events[-1]
+    assert isinstance(fourth, Spawned)
+    assert not fourth.created
+
+
+def test_spawning_one_by_one_stops_at_the_first_unavailable_sink() -> None:
+    """Without ``spawn_many`` the spawns are made in order; after an outage the rest are not
+    tried and report that outage."""
+    sink = FakeSink(spawn_errors=[SpawnRejected("denied"), SinkUnavailable("unreachable")])
+    spec = make_cron_workflow().spec
+    spawns = [(spec, at(minutes)) for minutes in (5, 10, 15, 20)]
+
+    outcomes = spawn_each(sink, spawns)
+
+    assert [type(outcome) for outcome in outcomes] == [
+        SpawnRejected,
+        SinkUnavailable,
+        SinkUnavailable,
+        SinkUnavailable,
+    ]
+    assert sink.spawn_calls == 2
+    assert spawn_each(sink, spawns[:1]) == [True]
 
 
 def test_a_cron_workflow_busy_elsewhere_is_ticked_after_the_batch_without_blocking_it() -> None:

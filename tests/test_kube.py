@@ -333,6 +333,63 @@ def test_spawn_of_an_invalid_workflow_name_is_rejected_with_the_servers_message(
         KubeSink(kube_client).spawn(upper, at(5))
 
 
+def test_spawn_many_creates_workflows_at_once_and_reports_each_outcome(
+    kube: EmulatorServer, kube_client: client.ApiClient, nightly: CronWorkflowSpec
+) -> None:
+    """Instants due together are created by overlapping requests (never more than the
+    sink's workers at once); each gets its own outcome: created, already there, refused."""
+    upper = CronWorkflowSpec(name="Nightly", namespace=NS, workflow_spec=HELLO)
+    sink = KubeSink(kube_client, workers=3)
+    try:
+        assert sink.spawn(nightly, at(5)) is True
+        latency = kube.slow("POST", "workflows", seconds=0.2)
+        spawns = [(nightly, at(minutes)) for minutes in range(5, 35, 5)] + [(upper, at(5))]
+
+        outcomes = sink.spawn_many(spawns)
+    finally:
+        sink.close()
+
+    assert outcomes[:6] == [False, True, True, True, True, True]
+    assert isinstance(outcomes[6], SpawnRejected)
+    assert "metadata.name" in str(outcomes[6])
+    assert latency.hits == 7
+    assert latency.peak == 3
+    assert sorted(workflows_of(kube, "nightly")) == sorted(
+        workflow_name("nightly", at(minutes)) for minutes in range(5, 35, 5)
+    )
+
+
+def test_spawn_many_stops_creating_once_the_api_server_is_unavailable(
+    kube: EmulatorServer, kube_client: client.ApiClient, nightly: CronWorkflowSpec
+) -> None:
+    """After a 503 the creates not yet started are not attempted: each reports the outage
+    and nothing else is created (catch-up retries them)."""
+    fault = kube.fail("POST", "workflows", status=503)
+    sink = KubeSink(kube_client, workers=1)
+    try:
+        outcomes = sink.spawn_many([(nightly, at(minutes)) for minutes in (5, 10, 15)])
+    finally:
+        sink.close()
+
+    assert [type(outcome) for outcome in outcomes] == [SinkUnavailable] * 3
+    assert fault.hits == 1
+    assert workflows_of(kube, "nightly") == []
+
+
+def test_spawn_many_after_close_reports_the_sink_unavailable(
+    kube_client: client.ApiClient, nightly: CronWorkflowSpec
+) -> None:
+    sink = KubeSink(kube_client)
+    sink.close()
+    outcomes = sink.spawn_many([(nightly, at(5)), (nightly, at(10))])
+    assert [str(outcome) for outcome in outcomes] == ["the Kubernetes sink is shutting down"] * 2
+
+
+def test_the_sink_needs_at_least_one_worker(kube_client: client.ApiClient) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        KubeSink(kube_client, workers=0)
+
+
 def test_terminate_merge_patches_spec_shutdown_and_keeps_the_rest_of_the_spec(
     kube: EmulatorServer, kube_client: client.ApiClient, nightly: CronWorkflowSpec
 ) -> None:

@@ -29,11 +29,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from policies.decision import History, Phase
 from policies.schedule import Schedule
 from policies.workflow import workflow_name
-from scheduler.engine import OneByOne, RunRecord, StoreUnavailable, Transition
+from scheduler.engine import Event, OneByOne, RunRecord, Stopped, StoreUnavailable, Transition
 from scheduler.executor import LocalExecutor
 from scheduler.metrics import CronWorkflowGauges
 from scheduler.redis_history import FencedOut, RedisHistory
-from scheduler.runtime import Service, ServiceConfig
+from scheduler.runtime import _HELD_AT_MOST, Service, ServiceConfig, _Fanout
 from scheduler.timer import Due
 
 T0 = datetime(2028, 2, 29, 9, 0, tzinfo=UTC)
@@ -686,3 +686,68 @@ def test_metrics_are_served_while_the_service_starts(harness: Harness) -> None:
 
     assert status == 200
     assert b'cronwf_next_schedule_time_seconds{name="report",namespace="default"}' in body
+
+
+# --------------------------------------------------------------------------------------------
+# Events held back while instants wait to be decided
+
+
+def stopped_event(name: str) -> Stopped:
+    return Stopped(time=at(0), key=f"default/{name}")
+
+
+def test_events_wait_while_instants_wait_and_pass_on_in_order_when_released() -> None:
+    """Log lines and metrics of a burst wait for its Workflows: every event emitted while
+    the timer has instants waiting is held, then each observer gets all of them in order."""
+    busy = [True]
+    seen: list[tuple[str, str]] = []
+    fanout = _Fanout(
+        [lambda e: seen.append(("log", e.key)), lambda e: seen.append(("metrics", e.key))],
+        busy=lambda: busy[0],
+    )
+
+    fanout.emit(stopped_event("a"))
+    fanout.emit(stopped_event("b"))
+    assert seen == []
+    fanout.release()
+
+    assert seen == [
+        ("log", "default/a"),
+        ("metrics", "default/a"),
+        ("log", "default/b"),
+        ("metrics", "default/b"),
+    ]
+    fanout.release()
+    assert len(seen) == 4
+
+
+def test_an_event_emitted_when_nothing_waits_passes_on_after_those_held() -> None:
+    busy = [True]
+    seen: list[str] = []
+    fanout = _Fanout([lambda e: seen.append(e.key)], busy=lambda: busy[0])
+    fanout.emit(stopped_event("held"))
+    busy[0] = False
+
+    fanout.emit(stopped_event("now"))
+
+    assert seen == ["default/held", "default/now"]
+
+
+def test_events_are_held_back_only_so_many() -> None:
+    seen: list[str] = []
+    fanout = _Fanout([lambda e: seen.append(e.key)], busy=lambda: True)
+    for n in range(_HELD_AT_MOST + 1):
+        fanout.emit(stopped_event(f"cron-{n}"))
+    assert len(seen) == _HELD_AT_MOST + 1
+    assert seen[-1] == f"default/cron-{_HELD_AT_MOST}"
+
+
+def test_a_failing_observer_does_not_keep_the_event_from_the_others() -> None:
+    seen: list[str] = []
+
+    def failing(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    fanout = _Fanout([failing, lambda e: seen.append(e.key)], busy=lambda: False)
+    fanout.emit(stopped_event("a"))
+    assert seen == ["default/a"]

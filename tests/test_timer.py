@@ -251,6 +251,59 @@ def test_a_worker_takes_its_share_of_the_jobs_waiting() -> None:
     assert len(threads) > 1, f"one worker took the whole burst: {threads}"
 
 
+def test_a_worker_calls_on_idle_once_nothing_fired_is_left_waiting() -> None:
+    """Forty CronWorkflows due every second, one worker whose first call takes 1.2 s: the
+    backlog is worked off in batches without a pause for the idle callback, which comes once
+    the queue is empty (and sees it empty)."""
+    keys = [f"default/cron-{n}" for n in range(40)]
+    slow = Deliveries(slow_first=1.2)
+    steps: list[tuple[str, int]] = []
+    timers: list[Timer] = []
+
+    def deliveries(dues: Sequence[Due]) -> None:
+        steps.append(("batch", len(dues)))
+        slow(dues)
+
+    idled = threading.Event()
+
+    def idle() -> None:
+        steps.append(("idle", timers[0].waiting()))
+        idled.set()
+
+    timer = Timer(deliveries, workers=1, batch=25, on_idle=idle)
+    timers.append(timer)
+    try:
+        for key in keys:
+            timer.set(key, Schedule(["@every 1s"]))
+        timer.start()
+        for key in keys:
+            slow.wait(key, 2)
+        assert idled.wait(BOUND)
+    finally:
+        timer.shutdown()
+
+    first_idle = steps.index(next(step for step in steps if step[0] == "idle"))
+    backlog = steps[1:first_idle]
+    assert len(backlog) >= 2, f"steps: {steps}"
+    assert sum(size for _, size in backlog) >= len(keys) - 1, f"steps: {steps}"
+    assert all(waiting == 0 for kind, waiting in steps if kind == "idle"), f"steps: {steps}"
+
+
+def test_a_failing_idle_callback_leaves_the_worker_running() -> None:
+    deliveries = Deliveries()
+
+    def idle() -> None:
+        raise RuntimeError("boom")
+
+    run_until_delivered(
+        Timer(deliveries, workers=1, on_idle=idle),
+        deliveries,
+        ["default/heartbeat"],
+        "@every 1s",
+        3,
+    )
+
+
 def test_workers_and_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Timer(Deliveries(), workers=0)
