@@ -91,6 +91,7 @@ from typing import Any, Protocol, TypeAlias, cast
 import fakeredis
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from policies.decision import History, Phase
@@ -633,11 +634,10 @@ class RedisHistory:
             self._write(change, snapshot, fence)
             for change, snapshot in zip(changes, snapshots, strict=True)
         ]
-        pipeline = self._client.pipeline(transaction=False)
-        for write in writes:
-            self._apply_script(keys=write.keys, args=write.args, client=pipeline)
         with redis_errors(what, self._where):
-            replies = pipeline.execute()
+            replies = self._pipelined(
+                self._apply_script, [(write.keys, write.args) for write in writes]
+            )
         results: list[tuple[History, History]] = []
         fenced: FencedOut | None = None
         for change, write, reply in zip(changes, writes, replies, strict=True):
@@ -716,17 +716,36 @@ class RedisHistory:
         fence_keys, fence = self._fence_keys_and_value()
         if fence is None:
             return [False] * len(claims)
-        pipeline = self._client.pipeline(transaction=False)
-        for key, scheduled_at in claims:
-            state, _, _ = self.keys(key)
-            self._claim_script(
-                keys=[state, *fence_keys],
-                args=[encode_time(scheduled_at), fence],
-                client=pipeline,
-            )
+        calls: list[tuple[list[str], list[str | int]]] = [
+            ([self.keys(key)[0], *fence_keys], [encode_time(scheduled_at), fence])
+            for key, scheduled_at in claims
+        ]
         with redis_errors(f"claims of {_several([key for key, _ in claims])}", self._where):
-            replies = pipeline.execute()
+            replies = self._pipelined(self._claim_script, calls)
         return [bool(int(reply)) for reply in replies]
+
+    def _pipelined(
+        self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
+    ) -> list[Any]:
+        """``EVALSHA`` of ``script`` with each call's (keys, args), in one pipelined round trip.
+
+        redis-py's own pipelining of a script asks ``SCRIPT EXISTS`` first, a round trip more
+        per batch. A server that lost its scripts (restarted) answers ``NOSCRIPT``: the script
+        is loaded and the pipeline sent once more. That is safe even if some calls ran the
+        first time: a claim only reads, and a write that finds its own version recognises
+        itself (see :meth:`_settle`)."""
+
+        def send() -> list[Any]:
+            pipeline = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipeline.evalsha(script.sha, len(keys), *keys, *args)
+            return pipeline.execute()
+
+        try:
+            return send()
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(script.script)
+            return send()
 
     def forget(self, key: str) -> None:
         what = f"forget of {key}"

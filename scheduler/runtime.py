@@ -180,6 +180,13 @@ class ServiceConfig:
     metrics_with_name: bool = True
 
 
+_COLLECT_WHEN_IDLE_AFTER = 10_000
+"""Objects allocated (net) after which an idle worker runs the young collections."""
+_FULL_COLLECTION_EVERY = 20
+"""Young collections between full ones (CPython's own ratio)."""
+_QUIET_ENOUGH_TO_COLLECT = timedelta(milliseconds=100)
+"""How far the next instant must be for an idle worker to collect: a worker finding the
+queue empty while the timer is still firing a burst is not idle."""
 _HELD_AT_MOST = 2_000
 """Events held back while instants wait to be decided, before they are passed on anyway."""
 
@@ -281,7 +288,7 @@ class Service:
         # recorded one by one (as many as the recent runs keep), the rest summed up.
         self._fanout = _Fanout(observers, busy=lambda: self.timer.waiting() > 0)
         self.engine = Engine(self.store, sink, self._fanout, DEFAULT_RECENT_RUNS)
-        self.timer = Timer(self.on_due_many, self.config.workers, on_idle=self._fanout.release)
+        self.timer = Timer(self.on_due_many, self.config.workers, on_idle=self._on_idle)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()
         self._applied: Snapshot | None = None
@@ -455,6 +462,19 @@ class Service:
             self._step_down(str(error))
         except (StoreUnavailable, SinkUnavailable) as error:
             self._set_degraded(str(error))
+
+    def _on_idle(self) -> None:
+        """Nothing fired waits for a worker: what could wait is done now."""
+        self._fanout.release()
+        # The collector's automatic passes would come in the middle of the next burst (that
+        # is when objects are made) and hold the interpreter for tens of milliseconds there;
+        # collected between bursts, each pass is short and delays no spawn.
+        young, _, old = gc.get_count()
+        if young < _COLLECT_WHEN_IDLE_AFTER:
+            return
+        following = self.timer.next_due()
+        if following is None or following - utc_now() > _QUIET_ENOUGH_TO_COLLECT:
+            gc.collect(2 if old >= _FULL_COLLECTION_EVERY else 1)
 
     def _step_down(self, reason: str) -> None:
         with self._lock:

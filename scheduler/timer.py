@@ -31,6 +31,7 @@ from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
@@ -200,8 +201,10 @@ class Timer:
     ) -> None:
         self._on_due = on_due
         self._executor = TickExecutor(workers, batch, on_idle)
+        self._jobs = MemoryJobStore()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
+            jobstores={"default": self._jobs},
             executors={"default": self._executor},
             job_defaults={
                 "coalesce": False,
@@ -216,6 +219,12 @@ class Timer:
     def waiting(self) -> int:
         """How many fired CronWorkflows wait for a worker (0 when none is due)."""
         return self._executor.waiting()
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant a job has yet to fire (in the past while a burst is being
+        fired); None without jobs."""
+        following: datetime | None = self._jobs.get_next_run_time()
+        return following
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:

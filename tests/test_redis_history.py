@@ -10,7 +10,7 @@ import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import fakeredis
 import pytest
@@ -268,6 +268,40 @@ def test_a_batch_reads_the_states_it_has_not_cached_in_one_go(client: redis.Redi
     results = reader.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
 
     assert [before for before, _ in results] == [replace(SEED, failed=3), SEED]
+
+
+def test_a_batch_whose_scripts_the_server_lost_loads_them_and_goes_through(
+    client: redis.Redis,
+) -> None:
+    """A restarted server has no scripts: the batch's claims and writes answer NOSCRIPT,
+    the scripts are loaded again and the batch sent once more (and written once)."""
+    store = RedisHistory(client)
+    store.apply_many([Change(KEY, SEED, same), Change(OTHER, SEED, same)])
+    client.script_flush()
+    assert store.claim_many([(KEY, at(5)), (OTHER, at(5))]) == [True, True]
+
+    client.script_flush()
+    results = store.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+
+    assert [after.succeeded for _, after in results] == [1, 1]
+    assert RedisHistory(client).load(KEY) == replace(SEED, succeeded=1)
+
+
+def test_a_batch_is_one_round_trip_of_scripts_without_asking_which_exist(
+    redis_client: redis.Redis,
+) -> None:
+    client = redis_client
+    store = RedisHistory(client)
+    store.apply_many([Change(KEY, SEED, same), Change(OTHER, SEED, same)])
+    store.claim_many([(KEY, at(0)), (OTHER, at(0))])  # the server learns the scripts once
+    client.config_resetstat()
+
+    store.claim_many([(KEY, at(5)), (OTHER, at(5))])
+    store.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
+
+    stats = cast(dict[str, Any], client.info("commandstats"))
+    assert stats["cmdstat_evalsha"]["calls"] == 4
+    assert "cmdstat_script|exists" not in stats
 
 
 def test_a_conflict_within_the_bound_is_retried(client: redis.Redis) -> None:

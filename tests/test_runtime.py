@@ -11,10 +11,12 @@ tests wait for its effects with bounded waits.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -751,3 +753,29 @@ def test_a_failing_observer_does_not_keep_the_event_from_the_others() -> None:
     fanout = _Fanout([failing, lambda e: seen.append(e.key)], busy=lambda: False)
     fanout.emit(stopped_event("a"))
     assert seen == ["default/a"]
+
+
+class Cycle:
+    """Garbage that only the collector frees."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_an_idle_worker_collects_garbage_when_enough_was_made_and_nothing_is_due_soon(
+    harness: Harness,
+) -> None:
+    harness.write(cron_workflow("leap"))  # next due on a leap day: far away
+    service = harness.started()
+    gc.collect()
+    cycle = Cycle()
+    collected = weakref.ref(cycle)
+    del cycle
+
+    service._on_idle()
+    assert collected() is not None, "collected after a handful of allocations"
+
+    made = [[] for _ in range(12_000)]
+    service._on_idle()
+    assert collected() is None
+    assert len(made) == 12_000

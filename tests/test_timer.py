@@ -363,6 +363,15 @@ def test_next_fire_is_the_next_instant_in_utc_or_none(timer: Timer) -> None:
     assert timer.next_fire("default/unknown") is None
 
 
+def test_next_due_is_the_earliest_instant_of_any_job(timer: Timer) -> None:
+    assert timer.next_due() is None
+    timer.set("default/yearly", YEARLY)
+    timer.set("default/daily", Schedule(["0 3 * * *"]))
+    timer.start()
+
+    assert timer.next_due() == timer.next_fire("default/daily")
+
+
 def test_next_fire_is_known_before_the_timer_starts(timer: Timer) -> None:
     """The service registers every CronWorkflow before it starts the timer, and its metrics
     (which ask ``next_fire``) are served meanwhile. Pins a bug: before ``start`` APScheduler's
