@@ -25,8 +25,8 @@ Scenarios (targets of the issue):
    spawn lag of every tick (sink call minus instant), the time until every instant was
    decided and until the last spawn was recorded in Redis (target: all N spawned and
    recorded within 5 s), throughput (decisions / time to the last one), process CPU (and in
-   cores) and Redis CPU over the burst, and the peak RSS of the process. Run with 8 timer
-   workers (the default of ``serve --workers``) and 16. Afterwards every CronWorkflow's
+   cores) and Redis CPU over the burst, and the peak RSS of the process. Run with 1 timer
+   worker (the default of ``serve --workers``) and 8. Afterwards every CronWorkflow's
    cursor and run record are checked in Redis. An instant the timer fires more than
    ``late_after`` (5 s) late goes through catch-up, which, with no ``startingDeadlineSeconds``
    (these manifests set none, like most), records it ``Missed``: the table counts those.
@@ -40,7 +40,11 @@ Scenarios (targets of the issue):
    every second (each busy second has N/17 ticks), so the table also shows the ticks due per
    busy second. Over a window of wall time (120 s by default) every spawn's lag gives
    p50/p90/p99/max (target: p99 < 250 ms), with the CPU used (in cores) and the RSS sampled
-   every half second (target: < 300 MB at 10,000).
+   every half second (target: < 300 MB at 10,000). Which groups coincide in a window
+   depends on when it starts: over a day, 260 seconds have three groups due together (one
+   120 s window in three contains one) and 16 have four. ``--coinciding K`` starts the
+   window 10 s before the next second where K groups coincide (up to half an hour of
+   waiting), to measure such a window on purpose.
 
 Each result also says where start-up went (loading the manifests; taking the lead, which
 syncs and catches up every CronWorkflow; whether the lead was lost meanwhile), how long each
@@ -48,7 +52,7 @@ catalog diff of the 2 s manifest poll held the service lock, the garbage collect
 the measurement, and the machine's load average (other processes skew every figure); the
 JSON names the commit measured.
 
-``--quick`` is a smoke run (1,000 CronWorkflows, 8 workers, a 30 s window); ``--count``
+``--quick`` is a smoke run (1,000 CronWorkflows, 1 worker, a 30 s window); ``--count``
 changes the largest fleet, ``--workers`` and ``--window`` the other knobs; ``--profile``
 runs one burst with every thread under cProfile and prints where the time goes (cProfile
 slows everything down: use it for proportions, not figures).
@@ -102,6 +106,8 @@ BURST_TARGET_SECONDS = 5.0
 LAG_P99_TARGET_SECONDS = 0.250
 RSS_TARGET_MB = 300.0
 
+COINCIDING_SEARCH_SECONDS = 1_800
+"""How far ahead ``--coinciding`` looks for its second."""
 SPREAD_PERIODS = (37, 41, 43, 47, 49, 53, 55, 57, 59, 61, 62, 67, 71, 73, 79, 83, 89)
 """Pairwise coprime ``@every`` periods (seconds): the largest such set in [36 s, 96 s]."""
 
@@ -357,6 +363,7 @@ class Params:
     manifests: str
     state_dir: str
     profile: bool = False
+    coinciding: int = 0
 
 
 @dataclass
@@ -574,9 +581,26 @@ def verify_in_redis(client: redis.Redis, count: int, instant: float) -> int:
     return verified
 
 
+def groups_due(second: int) -> int:
+    """How many period groups fire at Unix second ``second``."""
+    return sum(1 for period in SPREAD_PERIODS if second % period == 0)
+
+
+def window_start(now: float, coinciding: int) -> float:
+    """The start of the spread window: two seconds from ``now``, or, for ``coinciding`` of
+    2 or more, 10 s before the first second after that where that many groups fire."""
+    earliest = math.ceil(now) + 2
+    if coinciding < 2:
+        return float(earliest)
+    for second in range(earliest + 10, earliest + 10 + COINCIDING_SEARCH_SECONDS):
+        if groups_due(second) >= coinciding:
+            return float(second - 10)
+    raise SystemExit(f"no second with {coinciding} groups due within half an hour")
+
+
 def run_spread(params: Params) -> dict[str, Any]:
     with serving(params) as harness:
-        begin = math.ceil(time.time()) + 2.0
+        begin = window_start(time.time(), params.coinciding)
         end = begin + params.window
         expected: set[tuple[str, float]] = set()
         for index in range(params.count):
@@ -790,7 +814,11 @@ def run_scenario(params: Params, log: Path) -> dict[str, Any]:
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
-            timeout=STARTUP_TIMEOUT + 60 + params.window + 2 * DRAIN_TIMEOUT,
+            timeout=STARTUP_TIMEOUT
+            + 60
+            + params.window
+            + 2 * DRAIN_TIMEOUT
+            + (COINCIDING_SEARCH_SECONDS if params.coinciding > 1 else 0),
             check=False,
         )
     if done.returncode != 0:
@@ -894,9 +922,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serve_bench", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run (1,000, 8 workers, 30 s)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (1,000, 1 worker, 30 s)")
     parser.add_argument("--count", type=int, help="the largest fleet (default 10,000)")
-    parser.add_argument("--workers", type=int, nargs="+", help="timer workers (default 8 16)")
+    parser.add_argument("--workers", type=int, nargs="+", help="timer workers (default 1 8)")
+    parser.add_argument(
+        "--coinciding",
+        type=int,
+        default=0,
+        help="start the spread window 10 s before a second where this many groups coincide",
+    )
     parser.add_argument("--window", type=float, help="spread window in seconds (default 120)")
     parser.add_argument("--only", choices=("burst", "spread"), help="run one scenario only")
     parser.add_argument("--profile", action="store_true", help="profile one burst instead")
@@ -911,7 +945,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         child(Params(**json.loads(args.child)))
         return
     count = args.count or (1_000 if args.quick else 10_000)
-    workers = args.workers or ([8] if args.quick else [8, 16])
+    workers = args.workers or ([1] if args.quick else [1, 8])
     window = args.window or (30.0 if args.quick else 120.0)
     spread_counts = sorted({min(1_000, count), count})
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as temporary:
@@ -925,7 +959,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 write_manifests(folder, size, scenario)
             state = tmp / f"state-{len(plan)}"
             return Params(
-                scenario, size, threads, window, server.url, str(folder), str(state), profile
+                scenario,
+                size,
+                threads,
+                window,
+                server.url,
+                str(folder),
+                str(state),
+                profile,
+                args.coinciding,
             )
 
         if args.profile:

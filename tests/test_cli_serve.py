@@ -1,0 +1,40 @@
+"""``cronwf serve``'s concurrency flags: defaults, environment variables, and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.cli import build_parser
+from scheduler.kube import DEFAULT_SPAWN_WORKERS
+
+
+def test_one_tick_worker_and_sixteen_creates_at_once_by_default() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert args.workers == 1
+    assert args.spawn_workers == DEFAULT_SPAWN_WORKERS == 16
+
+
+def test_the_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRONWF_WORKERS", "3")
+    monkeypatch.setenv("CRONWF_SPAWN_WORKERS", "32")
+    args = build_parser().parse_args(["serve"])
+    assert (args.workers, args.spawn_workers) == (3, 32)
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--spawn-workers"])
+def test_a_count_of_workers_below_one_is_refused(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", flag, "0"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: must be between 1 and" in capsys.readouterr().err
+
+
+def test_a_malformed_worker_count_in_the_environment_is_refused_with_its_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRONWF_WORKERS", "many")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve"])
+    assert "argument --workers: 'many' is not a whole number" in capsys.readouterr().err
