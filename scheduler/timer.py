@@ -128,6 +128,7 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
             raise ValueError(f"workers and batch must be at least 1, got {workers}, {batch}")
         self._batch = batch
         self._on_idle = on_idle
+        self._stopping = False
         self._queue: SimpleQueue[_Item | None] = SimpleQueue()
         self._workers = [
             threading.Thread(target=self._work, name=f"cronwf-tick-{n}", daemon=True)
@@ -185,11 +186,12 @@ class TickExecutor(BaseExecutor):  # type: ignore[misc]
                     self._run_job_success(job.id, [])
 
     def waiting(self) -> int:
-        """How many fired jobs wait for a worker."""
-        return self._queue.qsize()
+        """How many fired jobs wait for a worker (0 once shut down: nothing more comes)."""
+        return 0 if self._stopping else self._queue.qsize()
 
     def shutdown(self, wait: bool = True) -> None:
         """Jobs already submitted still run; then each worker ends."""
+        self._stopping = True
         for _ in self._workers:
             self._queue.put(None)
         if wait:

@@ -289,6 +289,15 @@ def test_a_worker_calls_on_idle_once_nothing_fired_is_left_waiting() -> None:
     assert all(waiting == 0 for kind, waiting in steps if kind == "idle"), f"steps: {steps}"
 
 
+def test_nothing_waits_once_the_timer_is_shut_down() -> None:
+    """Held-back events must not wait for a worker that is gone: after shutdown nothing is
+    waiting (the workers' stop markers are not jobs)."""
+    timer = Timer(Deliveries(), workers=2)
+    timer.start()
+    timer.shutdown(wait=False)
+    assert timer.waiting() == 0
+
+
 def test_a_failing_idle_callback_leaves_the_worker_running() -> None:
     deliveries = Deliveries()
 
