@@ -47,6 +47,7 @@ from scheduler.kube import (
     KubeStatus,
     ObservedRun,
     WorkflowWatcher,
+    api_client,
 )
 from scheduler.redis_history import RedisHistory, connect
 from scheduler.redis_lock import PublishedFence
@@ -383,6 +384,19 @@ def test_spawn_many_after_close_reports_the_sink_unavailable(
     sink.close()
     outcomes = sink.spawn_many([(nightly, at(5)), (nightly, at(10))])
     assert [str(outcome) for outcome in outcomes] == ["the Kubernetes sink is shutting down"] * 2
+
+
+def test_the_client_keeps_a_connection_for_each_concurrent_create(
+    kube: EmulatorServer, tmp_path: Path, nightly: CronWorkflowSpec
+) -> None:
+    """urllib3 would otherwise discard (and warn about) every connection beyond its default
+    pool of ten, opening a new one for each create of a burst."""
+    api = api_client(str(kube.kubeconfig(tmp_path / "kubeconfig", namespace=NS)), 40)
+    try:
+        assert api.configuration.connection_pool_maxsize >= 40
+        assert KubeSink(api).spawn(nightly, at(5)) is True
+    finally:
+        api.close()
 
 
 def test_the_sink_needs_at_least_one_worker(kube_client: client.ApiClient) -> None:
