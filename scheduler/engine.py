@@ -1,9 +1,10 @@
 """The engine: applies the pure decisions of :mod:`policies.decision` through small ports.
 
 The engine is the one place where a decision becomes an effect: a history change, a spawned
-or terminated Workflow, an event. It never reads the clock and never sleeps; every call
-receives ``now``. That is why ``cronwf simulate`` can drive it on a virtual clock and why
-``serve`` (APScheduler timer, Redis, Kubernetes) runs the same code.
+or terminated Workflow, an event. It never sleeps, and every call receives ``now``; the one
+clock it may be given (``clock``) only dates the ``Spawned`` events. That is why ``cronwf
+simulate`` can drive it on a virtual clock and why ``serve`` (APScheduler timer, Redis,
+Kubernetes) runs the same code.
 
 Ports, defined here by their user (the adapters implement them):
 
@@ -345,6 +346,10 @@ class Engine:
     missed_listed: int | None = None
     """At most this many missed instants of one catch-up are recorded and reported one by
     one, the newest; older ones are counted in one :class:`Missed` event. None: all."""
+    clock: Callable[[], datetime] | None = None
+    """When given, a :class:`Spawned` event is dated when the sink answered rather than
+    ``now`` (when the tick began): a batch of thousands takes a second to spawn, and the lag
+    metric must see it."""
     _locks: dict[str, threading.RLock] = field(default_factory=dict, init=False, repr=False)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -595,6 +600,7 @@ class Engine:
             else:
                 done.append((item[0], _CLAIM_LOST))
         outcomes = self._spawn_all([(p.cron_workflow.spec, p.at) for _, p, _ in granted])
+        spawned_at = self.clock() if self.clock is not None else now
         unavailable: SinkUnavailable | None = None
         for (index, prepared, spawn), made in zip(granted, outcomes, strict=True):
             cron_workflow, scheduled_at = prepared.cron_workflow, prepared.at
@@ -607,7 +613,9 @@ class Engine:
             elif isinstance(made, SinkUnavailable):
                 unavailable = unavailable or made  # stays undecided: catch-up retries it
             else:
-                spawned = _spawned(cron_workflow.key, prepared.seed, scheduled_at, spawn, made, now)
+                spawned = _spawned(
+                    cron_workflow.key, prepared.seed, scheduled_at, spawn, made, now, spawned_at
+                )
                 records.append((index, *spawned))
         if records:
             self.store.apply_many([change for _, change, _ in records])
@@ -651,7 +659,10 @@ class Engine:
         except SpawnRejected as error:
             fail = _rejected(error)
             return self._fail(cron_workflow, seed, scheduled_at, now, fail, events, triggered=True)
-        change, spawned = _spawned(key, seed, scheduled_at, spawn, created, now, catch_up)
+        spawned_at = self.clock() if self.clock is not None else now
+        change, spawned = _spawned(
+            key, seed, scheduled_at, spawn, created, now, spawned_at, catch_up
+        )
         self.store.apply(*change)
         return self._emit(events, spawned)
 
@@ -806,13 +817,14 @@ def _spawned(
     spawn: Spawn,
     created: bool,
     now: datetime,
+    spawned_at: datetime,
     catch_up: bool = False,
 ) -> tuple[Change, Spawned]:
-    """The record and the event of a spawned instant."""
+    """The record (decided ``now``) and the event (dated ``spawned_at``) of a spawn."""
     run = RunRecord(scheduled_at, "Spawned", now, workflow=spawn.workflow)
     transition = partial(record_spawn, scheduled_at=scheduled_at, workflow=spawn.workflow)
     event = Spawned(
-        time=now,
+        time=spawned_at,
         key=key,
         scheduled_at=scheduled_at,
         workflow=spawn.workflow,

@@ -287,7 +287,7 @@ class Service:
         # A long gap in a fast schedule is millions of missed instants: the newest are
         # recorded one by one (as many as the recent runs keep), the rest summed up.
         self._fanout = _Fanout(observers, busy=lambda: self.timer.waiting() > 0)
-        self.engine = Engine(self.store, sink, self._fanout, DEFAULT_RECENT_RUNS)
+        self.engine = Engine(self.store, sink, self._fanout, DEFAULT_RECENT_RUNS, clock=self.clock)
         self.timer = Timer(self.on_due_many, self.config.workers, on_idle=self._on_idle)
         # Kubernetes mode: CronWorkflows whose status must be written, Events to emit.
         self._dirty: set[str] = set()

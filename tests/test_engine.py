@@ -1060,6 +1060,28 @@ def test_a_batch_hands_its_claimed_spawns_to_a_batch_sink_in_one_call() -> None:
     assert not fourth.created
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_with_a_clock_a_spawn_is_reported_when_the_sink_answered(batched: bool) -> None:
+    """The lag metric reads the event's time: a batch of thousands takes a while to spawn,
+    so the event carries when the sink answered; the record keeps when it was decided."""
+    answered = at(5) + timedelta(seconds=2)
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world()
+    w.engine.clock = lambda: answered
+    for cron_workflow in (first, second):
+        w.engine.sync(cron_workflow, at(0))
+
+    if batched:
+        w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
+    else:
+        w.engine.tick(first, at(5), at(5))
+
+    spawned = [event for event in w.observer.events if isinstance(event, Spawned)]
+    assert spawned
+    assert {event.time for event in spawned} == {answered}
+    assert w.store.recent_runs("batch/first")[0].decided_at == at(5)
+
+
 def test_spawning_one_by_one_stops_at_the_first_unavailable_sink() -> None:
     """Without ``spawn_many`` the spawns are made in order; after an outage the rest are not
     tried and report that outage."""
