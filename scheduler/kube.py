@@ -80,8 +80,6 @@ _STOP_TIMEOUT = 2.0  # seconds stop() waits for a watch thread (ms, unless a req
 _MERGE_PATCH = "application/merge-patch+json"
 DEFAULT_SPAWN_WORKERS = 16
 """Workflows :class:`KubeSink` creates at a time (``serve --spawn-workers``)."""
-
-
 _OTHER_CONNECTIONS = 8
 """Connections besides the creates: the watches, the Lease, status patches, Events."""
 
