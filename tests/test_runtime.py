@@ -779,3 +779,41 @@ def test_an_idle_worker_collects_garbage_when_enough_was_made_and_nothing_is_due
     service._on_idle()
     assert collected() is None
     assert len(made) == 12_000
+
+
+def test_the_collector_is_paused_while_any_batch_is_decided(harness: Harness) -> None:
+    """Overlapping batches of several workers: collection resumes when the last one ends,
+    and only if it was on before."""
+    service = harness.service()
+    assert gc.isenabled()
+    with service._collector_paused():
+        assert not gc.isenabled()
+        with service._collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        with service._collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_batch_from_the_timer_is_decided_with_the_collector_paused(harness: Harness) -> None:
+    harness.write(cron_workflow("paused"))
+    service = harness.started()
+    seen: list[bool] = []
+    original = service.engine.tick_many
+
+    def tick_many(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    service.engine.tick_many = tick_many  # type: ignore[method-assign]
+    service.on_due_many([Due("default/paused", (at(5),), at(5))])
+
+    assert seen == [False]
+    assert gc.isenabled()
