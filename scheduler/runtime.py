@@ -494,7 +494,7 @@ class Service:
         # is when objects are made) and hold the interpreter for tens of milliseconds there;
         # collected between bursts, each pass is short and delays no spawn.
         young, _, old = gc.get_count()
-        if young < _COLLECT_WHEN_IDLE_AFTER:
+        if young < _COLLECT_WHEN_IDLE_AFTER or self._deciding:  # another worker is busy
             return
         following = self.timer.next_due()
         if following is None or following - utc_now() > _QUIET_ENOUGH_TO_COLLECT:

@@ -236,7 +236,10 @@ class Timer:
     def next_due(self) -> datetime | None:
         """The earliest instant a job has yet to fire (in the past while a burst is being
         fired); None without jobs."""
-        following: datetime | None = self._jobs.get_next_run_time()
+        try:
+            following: datetime | None = self._jobs.get_next_run_time()
+        except IndexError:  # the last job was removed by another thread meanwhile
+            return None
         return following
 
     def shutdown(self, wait: bool = True) -> None:
