@@ -236,10 +236,13 @@ class _Fanout:
 
 @dataclass
 class _Backoff:
-    """Exponential backoff between recovery attempts: 0.5 s doubling to 30 s."""
+    """Exponential backoff between recovery attempts: 0.5 s doubling to 2 s.
+
+    A probe is one cheap read, so a short cap costs little, and the service is ready again
+    within a couple of seconds of the store answering."""
 
     initial: float = 0.5
-    limit: float = 30.0
+    limit: float = 2.0
     delay: float = 0.5
     next_attempt: float = 0.0
 
