@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -41,7 +41,7 @@ from policies.expressions import (
 from policies.schedule import Schedule
 from policies.spec import ConcurrencyPolicy, CronWorkflowSpec
 from policies.validation import Validation, validate
-from policies.workflow import workflow_name
+from policies.workflow import scheduled_time_of, workflow_name
 
 __all__ = [
     "CatchUp",
@@ -50,6 +50,8 @@ __all__ = [
     "ErrorReason",
     "Fail",
     "History",
+    "Intent",
+    "LostReason",
     "MissedReason",
     "Outcome",
     "Phase",
@@ -58,17 +60,22 @@ __all__ = [
     "Spawn",
     "TickDecision",
     "WorkflowPhase",
+    "claimable",
     "clear_spec_error",
     "decide",
     "evaluate_stop",
+    "overdue_runs",
     "plan_catch_up",
+    "record_claim",
     "record_completion",
     "record_deleted",
     "record_error",
+    "record_lost",
     "record_missed",
     "record_skip",
     "record_spawn",
     "record_stopped",
+    "release_claim",
     "reset_cursor",
     "seed_history",
     "stop_error_message",
@@ -98,6 +105,14 @@ class MissedReason(enum.StrEnum):
     """The latest missed instant, beyond ``startingDeadlineSeconds`` (or none is set)."""
     SUPERSEDED = "superseded"
     """An earlier missed instant: only the latest is ever caught up."""
+
+
+class LostReason(enum.StrEnum):
+    """Why a run was given up on: nobody can observe it any more (DESIGN §9)."""
+
+    OUTCOME_UNKNOWN = "OutcomeUnknown"
+    """No completion was reported within the bound: its replica died or was cut off, or the
+    spawn itself never happened (a crash between the claim and the sink's answer)."""
 
 
 class Phase(enum.StrEnum):
@@ -171,10 +186,28 @@ class CronWorkflow:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """An instant claimed for spawning whose outcome is not recorded yet (DESIGN §9).
+
+    The claim moves the cursor to the instant and lists the run as active, so no leader ever
+    spawns that instant again and ``Forbid`` waits for it; the spawn's record (or a rejection,
+    a completion report, an adoption, or in the end :func:`record_lost`) resolves it.
+    ``previous_cursor`` lets the claimer hand an instant back when the sink was unavailable
+    and created nothing (:func:`release_claim`).
+    """
+
+    scheduled_at: datetime
+    claimed_at: datetime
+    previous_cursor: datetime | None = None
+
+
+@dataclass(frozen=True)
 class History:
     """What the scheduler remembers about one CronWorkflow between ticks.
 
     ``cursor`` is the last decided instant: an instant at or before it is never decided again.
+    ``intents`` are the active runs claimed but whose spawn was not recorded (by workflow
+    name); ``lost`` counts the runs given up on because nobody could observe their end.
     ``signature`` is the schedule the cursor belongs to (see :attr:`CronWorkflow.signature`).
     ``conditions`` maps Argo's condition types to their messages. ``last_succeeded_time`` is
     when the last counted successful run finished (what "no recent success" alerts watch).
@@ -191,6 +224,8 @@ class History:
     phase: Phase = Phase.NONE
     active: tuple[str, ...] = ()
     conditions: Mapping[str, str] = field(default_factory=dict)
+    intents: Mapping[str, Intent] = field(default_factory=dict)
+    lost: int = 0
 
     @property
     def stopped(self) -> bool:
@@ -438,6 +473,52 @@ def _advance(history: History, instant: datetime) -> History:
     return _evolve(history, cursor=instant)
 
 
+def _without(names: tuple[str, ...], workflow: str) -> tuple[str, ...]:
+    return tuple(name for name in names if name != workflow) if workflow in names else names
+
+
+def _resolved(history: History, workflow: str) -> Mapping[str, Intent]:
+    """The intents without ``workflow``'s (the same mapping when it has none)."""
+    if workflow not in history.intents:
+        return history.intents
+    return {name: intent for name, intent in history.intents.items() if name != workflow}
+
+
+def claimable(history: History, scheduled_at: datetime) -> bool:
+    """Whether ``scheduled_at`` is still undecided, so that it may be claimed."""
+    return history.cursor is None or history.cursor < scheduled_at
+
+
+def record_claim(
+    history: History, scheduled_at: datetime, workflow: str, claimed_at: datetime
+) -> History:
+    """The intent to spawn ``workflow`` for ``scheduled_at``, recorded before the sink is
+    asked: the instant is decided (the cursor moves to it) and the run is active, in an
+    unknown state until its spawn is recorded. Unchanged when the instant was decided."""
+    if not claimable(history, scheduled_at):
+        return history
+    active = history.active if workflow in history.active else (*history.active, workflow)
+    intent = Intent(scheduled_at, claimed_at, history.cursor)
+    return _evolve(
+        history, cursor=scheduled_at, active=active, intents={**history.intents, workflow: intent}
+    )
+
+
+def release_claim(history: History, workflow: str) -> History:
+    """The sink was unavailable and created nothing: the claim is handed back, so that the
+    instant is decided again (by catch-up) rather than given up on."""
+    intent = history.intents.get(workflow)
+    if intent is None:
+        return history
+    cursor = intent.previous_cursor if history.cursor == intent.scheduled_at else history.cursor
+    return _evolve(
+        history,
+        cursor=cursor,
+        active=_without(history.active, workflow),
+        intents=_resolved(history, workflow),
+    )
+
+
 def record_spawn(history: History, scheduled_at: datetime, workflow: str) -> History:
     """A Workflow was created (or already existed) for ``scheduled_at``."""
     conditions = {k: v for k, v in history.conditions.items() if k != ErrorReason.SUBMISSION_ERROR}
@@ -449,6 +530,7 @@ def record_spawn(history: History, scheduled_at: datetime, workflow: str) -> His
         active=active,
         phase=Phase.STOPPED if history.stopped else Phase.ACTIVE,
         conditions=conditions,
+        intents=_resolved(history, workflow),
     )
 
 
@@ -464,10 +546,19 @@ def record_missed(history: History, instants: Iterator[datetime] | tuple[datetim
     return history
 
 
-def record_error(history: History, scheduled_at: datetime | None, fail: Fail) -> History:
-    """An error at an instant (or outside any instant, when ``scheduled_at`` is None)."""
+def record_error(
+    history: History, scheduled_at: datetime | None, fail: Fail, workflow: str = ""
+) -> History:
+    """An error at an instant (or outside any instant, when ``scheduled_at`` is None); when
+    ``workflow`` was claimed, its spawn failed: it is no longer active."""
     conditions = {**history.conditions, fail.reason.value: fail.message}
     updated = _evolve(history, conditions=conditions)
+    if workflow in history.intents:
+        updated = _evolve(
+            updated,
+            active=_without(history.active, workflow),
+            intents=_resolved(history, workflow),
+        )
     if fail.counts_as_failure:
         updated = _evolve(
             updated,
@@ -511,10 +602,14 @@ def record_completion(
     however often this is observed.
 
     A Workflow not (or no longer) among the active runs is not counted: either it was
-    counted already, or it was never ours to count.
+    counted already, or it was never ours to count. A claimed run whose spawn was never
+    recorded (its claimer died) is known to have been spawned by its completion.
     """
     if workflow not in history.active:
         return Completion(history, counted=False)
+    intent = history.intents.get(workflow)
+    if intent is not None:
+        history = record_spawn(history, intent.scheduled_at, workflow)
     active = tuple(name for name in history.active if name != workflow)
     if phase is WorkflowPhase.SUCCEEDED:
         last = history.last_succeeded_time
@@ -541,9 +636,43 @@ def record_completion(
 
 def record_deleted(history: History, workflow: str) -> History:
     """A run deleted before it finished leaves ``active`` uncounted (DESIGN §6)."""
+    if workflow not in history.active and workflow not in history.intents:
+        return history
+    return _evolve(
+        history, active=_without(history.active, workflow), intents=_resolved(history, workflow)
+    )
+
+
+def record_lost(history: History, workflow: str) -> History:
+    """Nobody can observe ``workflow`` any more: it leaves ``active``, counted as lost (not
+    as failed: nobody knows how it ended). Unchanged when it is not active any more."""
     if workflow not in history.active:
         return history
-    return _evolve(history, active=tuple(name for name in history.active if name != workflow))
+    return _evolve(
+        history,
+        active=_without(history.active, workflow),
+        intents=_resolved(history, workflow),
+        lost=history.lost + 1,
+    )
+
+
+def overdue_runs(
+    history: History, cron_workflow_name: str, now: datetime, lost_after: timedelta
+) -> tuple[str, ...]:
+    """The active runs started more than ``lost_after`` before ``now``: when nobody can
+    observe them, they are lost (DESIGN §9). A claimed run started when it was claimed; a
+    spawned one at its scheduled instant (read from its name, DESIGN §7)."""
+    overdue: list[str] = []
+    for workflow in history.active:
+        intent = history.intents.get(workflow)
+        started = (
+            intent.claimed_at
+            if intent is not None
+            else scheduled_time_of(cron_workflow_name, workflow)
+        )
+        if started is not None and now - started >= lost_after:
+            overdue.append(workflow)
+    return tuple(overdue)
 
 
 def reset_cursor(history: History, signature: str, now: datetime) -> History:

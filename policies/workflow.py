@@ -22,6 +22,7 @@ __all__ = [
     "SCHEDULED_TIME_ANNOTATION",
     "render_workflow",
     "rfc3339",
+    "scheduled_time_of",
     "workflow_name",
 ]
 
@@ -45,6 +46,16 @@ def rfc3339(t: datetime) -> str:
 def workflow_name(cron_workflow_name: str, scheduled_at: datetime) -> str:
     """The deterministic name of the Workflow for one instant."""
     return f"{cron_workflow_name}-{int(scheduled_at.timestamp())}"
+
+
+def scheduled_time_of(cron_workflow_name: str, workflow: str) -> datetime | None:
+    """The instant a Workflow of :func:`workflow_name` was spawned for; None when the name is
+    not of that form (a Workflow named otherwise)."""
+    prefix = f"{cron_workflow_name}-"
+    suffix = workflow[len(prefix) :] if workflow.startswith(prefix) else ""
+    if not suffix.isdigit() or not suffix.isascii():
+        return None
+    return datetime.fromtimestamp(int(suffix), UTC)
 
 
 def render_workflow(

@@ -9,19 +9,27 @@ Kubernetes) runs the same code.
 Ports, defined here by their user (the adapters implement them):
 
 * :class:`HistoryStore`: the history of each CronWorkflow, changed by pure transitions
-  applied atomically (:meth:`HistoryStore.apply`), plus the fenced claim of an instant.
+  applied atomically (:meth:`HistoryStore.apply`); in a shared store every change is fenced.
 * :class:`Sink`: spawns and terminates Workflows.
 * :class:`Observer`: receives every :class:`Event` (logs, metrics, Kubernetes Events,
   ``simulate`` output).
 
 Exactly-once: an instant is decided at most once because the cursor only moves forward and
 every transition is idempotent; a Workflow is created at most once because its name is the
-instant; a run is counted at most once because only an active run can complete. Ticks of one
-CronWorkflow, catch-up and completion handling are serialized with a lock per CronWorkflow.
+instant, and because the sink is asked only after the **claim** recorded the intent to spawn
+(:func:`~policies.decision.record_claim`: the cursor moves to the instant and the run is
+active, in one fenced atomic write). A leader that dies or is cut off between its claim and
+its record leaves an intent that no successor spawns again: a completion report or an
+adoption resolves it, or in the end it is lost (:meth:`Engine.lose`). A run is counted at most
+once because only an active run can complete. Ticks of one CronWorkflow, catch-up and
+completion handling are serialized with a lock per CronWorkflow.
 
 Errors: a bad spec or expression is the user's (an ``Error`` event, a condition, the tick is
 decided); :class:`StoreUnavailable` and :class:`SinkUnavailable` are the world's: the instant
-stays undecided, the exception propagates, and catch-up decides it once the world is back.
+stays undecided (a claim already made is handed back when the sink created nothing), the
+exception propagates, and catch-up decides it once the world is back. Any other exception of
+the sink is a failure of that one instant (:class:`SinkError`, a ``SubmissionError``): it
+never touches the other CronWorkflows of a batch.
 """
 
 from __future__ import annotations
@@ -35,33 +43,40 @@ from functools import partial
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from policies.decision import (
+    CatchUp,
     CronWorkflow,
     ErrorReason,
     Fail,
     History,
+    LostReason,
     MissedReason,
     Skip,
     SkipReason,
     Spawn,
     TickDecision,
     WorkflowPhase,
+    claimable,
     clear_spec_error,
     decide,
     evaluate_stop,
     plan_catch_up,
+    record_claim,
     record_completion,
     record_deleted,
     record_error,
+    record_lost,
     record_missed,
     record_skip,
     record_spawn,
     record_stopped,
+    release_claim,
     reset_cursor,
     seed_history,
     stop_error_message,
 )
 from policies.expressions import ExpressionError
 from policies.spec import CronWorkflowSpec
+from policies.workflow import scheduled_time_of
 
 __all__ = [
     "BatchSink",
@@ -71,11 +86,13 @@ __all__ = [
     "Error",
     "Event",
     "HistoryStore",
+    "Lost",
     "Missed",
     "Observer",
     "OneByOne",
     "RunRecord",
     "Sink",
+    "SinkError",
     "SinkUnavailable",
     "Skipped",
     "SpawnOutcome",
@@ -87,6 +104,7 @@ __all__ = [
     "TickResult",
     "Transition",
     "spawn_each",
+    "spawn_outcome",
 ]
 
 
@@ -104,6 +122,12 @@ class SinkUnavailable(Exception):
 
 class SpawnRejected(Exception):
     """The sink refused the Workflow for good (invalid, forbidden): a ``SubmissionError``."""
+
+
+class SinkError(SpawnRejected):
+    """The sink failed in a way it does not expect (a bug, a full disk, too many open files):
+    a ``SubmissionError`` of that one instant, flagged as unexpected so that a service whose
+    every spawn fails this way says it is not ready."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,8 +158,13 @@ class Spawned(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Skipped(Event):
+    """``scheduled_at`` was decided and not run; with ``count`` > 1, the ``count`` instants
+    from ``since`` to ``scheduled_at`` were (a suspended CronWorkflow's long gap, summed up)."""
+
     scheduled_at: datetime
     reason: SkipReason
+    count: int = 1
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +176,17 @@ class Missed(Event):
     reason: MissedReason
     count: int = 1
     since: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lost(Event):
+    """An active run nobody can observe any more was given up on (DESIGN §9)."""
+
+    workflow: str
+    scheduled_at: datetime | None
+    reason: LostReason
+    claimed: bool
+    """True when its spawn was never recorded (it may never have been created)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +214,8 @@ class Error(Event):
     """True when the tick had passed every policy and failed at submission."""
     expression: bool = False
     """True when a ``when`` or stop expression failed to evaluate."""
+    unexpected: bool = False
+    """True when the sink failed unexpectedly (:class:`SinkError`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +226,9 @@ class Error(Event):
 class RunRecord:
     """One entry of a CronWorkflow's recent runs, keyed by its scheduled instant.
 
-    ``decision`` is ``Spawned``, ``Skipped``, ``Missed`` or ``Error``; ``reason`` the skip or
-    missed reason or the error type; ``phase`` the final phase of a spawned run, once known.
+    ``decision`` is ``Spawned``, ``Skipped``, ``Missed``, ``Error`` or ``Lost``; ``reason``
+    the skip, missed or lost reason or the error type; ``phase`` the final phase of a spawned
+    run, once known.
     Recording a run with the same instant again merges the non-empty fields.
     """
 
@@ -224,18 +267,13 @@ class HistoryStore(Protocol):
         runs: Sequence[RunRecord] = (),
     ) -> tuple[History, History]:
         """Atomically replace the history (``seed`` when absent) by ``transition`` of it and
-        upsert ``runs``; returns (before, after)."""
-
-    def claim(self, key: str, scheduled_at: datetime) -> bool:
-        """Whether this replica may spawn ``scheduled_at``: it still leads (its fencing token
-        is current) and the instant is undecided."""
+        upsert ``runs``; returns (before, after). A shared store refuses the write of a
+        replica that does not lead (``FencedOut``) in the same atomic step. A claim is an
+        ``apply`` of :func:`~policies.decision.record_claim`: it is granted when the instant
+        was undecided in ``before``."""
 
     def load_many(self, keys: Sequence[str]) -> list[History | None]:
         """:meth:`load` of each key, in one round trip where the store can."""
-
-    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
-        """:meth:`claim` of each ``(key, scheduled_at)``, in one round trip where the store
-        can; the answers in the same order."""
 
     def apply_many(self, changes: Sequence[Change]) -> list[tuple[History, History]]:
         """:meth:`apply` of each change (of distinct keys), in one round trip where the store
@@ -249,8 +287,6 @@ class HistoryStore(Protocol):
 class _SingleCalls(Protocol):
     def load(self, key: str) -> History | None: ...
 
-    def claim(self, key: str, scheduled_at: datetime) -> bool: ...
-
     def apply(
         self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
     ) -> tuple[History, History]: ...
@@ -262,9 +298,6 @@ class OneByOne:
 
     def load_many(self: _SingleCalls, keys: Sequence[str]) -> list[History | None]:
         return [self.load(key) for key in keys]
-
-    def claim_many(self: _SingleCalls, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
-        return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
 
     def apply_many(self: _SingleCalls, changes: Sequence[Change]) -> list[tuple[History, History]]:
         return [self.apply(*change) for change in changes]
@@ -295,7 +328,24 @@ class BatchSink(Sink, Protocol):
         """:meth:`spawn` of each ``(spec, scheduled_at)``, the outcome of each in order.
 
         Once one meets :class:`SinkUnavailable`, those not yet started are not attempted
-        and get that error. Any other exception is raised."""
+        and get that error. An unexpected exception of one is its :class:`SinkError`."""
+
+
+def spawn_outcome(sink: Sink, spec: CronWorkflowSpec, scheduled_at: datetime) -> SpawnOutcome:
+    """What :meth:`Sink.spawn` returned or raised; an exception the sink did not mean to
+    raise is a :class:`SinkError` of this instant alone."""
+    try:
+        return sink.spawn(spec, scheduled_at)
+    except (SpawnRejected, SinkUnavailable) as error:
+        return error
+    except Exception as error:
+        return _unexpected(error, f"creating the Workflow of {spec.key}")
+
+
+def _unexpected(error: Exception, what: str) -> SinkError:
+    wrapped = SinkError(f"unexpected error {what}: {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def spawn_each(
@@ -304,13 +354,11 @@ def spawn_each(
     """:meth:`BatchSink.spawn_many` one at a time, with any sink."""
     outcomes: list[SpawnOutcome] = []
     for spec, scheduled_at in spawns:
-        try:
-            outcomes.append(sink.spawn(spec, scheduled_at))
-        except SpawnRejected as error:
-            outcomes.append(error)
-        except SinkUnavailable as error:
-            outcomes += [error] * (len(spawns) - len(outcomes))
+        outcome = spawn_outcome(sink, spec, scheduled_at)
+        if isinstance(outcome, SinkUnavailable):
+            outcomes += [outcome] * (len(spawns) - len(outcomes))
             break
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -439,6 +487,17 @@ class Engine:
             return []
         plan = plan_catch_up(cron_workflow, history.cursor, now, until, self.missed_listed)
         results: list[TickResult] = []
+        if plan.cursor is None:
+            return results
+        # Instants that passed unticked go through the tick order (DESIGN §5): those of a
+        # suspended or stopped CronWorkflow are skipped with that reason, never missed.
+        probe = decide(cron_workflow, history, plan.cursor, now)
+        if isinstance(probe.outcome, Skip) and probe.outcome.reason in _GAP_SKIPS:
+            if probe.stop:
+                self.store.apply(key, seed, record_stopped)
+                self.observer.emit(Stopped(time=now, key=key))
+            results.append(self._skip_gap(cron_workflow, seed, plan, probe.outcome, now))
+            return results
         if plan.missed or plan.unlisted:
             runs = [
                 RunRecord(instant, "Missed", now, reason=reason.value)
@@ -470,6 +529,40 @@ class Engine:
         if plan.run is not None:
             results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
         return results
+
+    def _skip_gap(
+        self, cron_workflow: CronWorkflow, seed: History, plan: CatchUp, skip: Skip, now: datetime
+    ) -> TickResult:
+        """Record every instant of a catch-up plan as skipped for ``skip``'s reason (the
+        newest one by one, as missed ones would be, and the older ones summed up)."""
+        key = cron_workflow.key
+        listed = [instant for instant, _ in plan.missed]
+        if plan.run is not None:
+            listed.append(plan.run)
+        runs = [RunRecord(instant, "Skipped", now, reason=skip.reason.value) for instant in listed]
+        instants = tuple(listed)
+        if plan.unlisted_until is not None:
+            instants = (plan.unlisted_until, *instants)
+        self.store.apply(key, seed, partial(record_missed, instants=instants), runs)
+        events: list[Event] = []
+        if plan.unlisted_until is not None:
+            events.append(
+                Skipped(
+                    time=now,
+                    key=key,
+                    scheduled_at=plan.unlisted_until,
+                    reason=skip.reason,
+                    count=plan.unlisted,
+                    since=plan.unlisted_since,
+                )
+            )
+        events += [
+            Skipped(time=now, key=key, scheduled_at=instant, reason=skip.reason)
+            for instant in listed
+        ]
+        for event in events:
+            self.observer.emit(event)
+        return TickResult("Skipped", tuple(events))
 
     def _tick(
         self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
@@ -591,34 +684,46 @@ class Engine:
                 continue
             assert isinstance(outcome, Skip)
             records.append((index, *_skipped(prepared, outcome, now)))
-        claims = [(prepared.cron_workflow.key, prepared.at) for _, prepared, _ in spawns]
-        claimed = self.store.claim_many(claims) if claims else []
+        claims = [_claim(prepared, spawn, now) for _, prepared, spawn in spawns]
+        claimed = self.store.apply_many(claims) if claims else []
         granted: list[tuple[int, _Prepared, Spawn]] = []
-        for item, was_claimed in zip(spawns, claimed, strict=True):
-            if was_claimed:
+        for item, (before, _) in zip(spawns, claimed, strict=True):
+            if claimable(before, item[1].at):
                 granted.append(item)
             else:
                 done.append((item[0], _CLAIM_LOST))
         outcomes = self._spawn_all([(p.cron_workflow.spec, p.at) for _, p, _ in granted])
         spawned_at = self.clock() if self.clock is not None else now
         unavailable: SinkUnavailable | None = None
+        released: list[Change] = []
         for (index, prepared, spawn), made in zip(granted, outcomes, strict=True):
             cron_workflow, scheduled_at = prepared.cron_workflow, prepared.at
             if isinstance(made, SpawnRejected):
                 fail = _rejected(made)
                 result = self._fail(
-                    cron_workflow, prepared.seed, scheduled_at, now, fail, [], triggered=True
+                    cron_workflow,
+                    prepared.seed,
+                    scheduled_at,
+                    now,
+                    fail,
+                    [],
+                    triggered=True,
+                    workflow=spawn.workflow,
+                    unexpected=isinstance(made, SinkError),
                 )
                 done.append((index, result))
             elif isinstance(made, SinkUnavailable):
-                unavailable = unavailable or made  # stays undecided: catch-up retries it
+                # Nothing was created: the claim is handed back, and catch-up decides the
+                # instant once the sink is back.
+                unavailable = unavailable or made
+                released.append(_release(prepared, spawn))
             else:
                 spawned = _spawned(
                     cron_workflow.key, prepared.seed, scheduled_at, spawn, made, now, spawned_at
                 )
                 records.append((index, *spawned))
-        if records:
-            self.store.apply_many([change for _, change, _ in records])
+        if records or released:
+            self.store.apply_many([change for _, change, _ in records] + released)
         for index, _, recorded in records:
             self.observer.emit(recorded)
             done.append((index, TickResult(recorded.kind, (recorded,))))
@@ -643,22 +748,40 @@ class Engine:
     ) -> TickResult:
         key = cron_workflow.key
         spec = cron_workflow.spec
-        if not self.store.claim(key, scheduled_at):
+        prepared = _Prepared(cron_workflow, scheduled_at, seed, TickDecision(spawn), catch_up)
+        before, _ = self.store.apply(*_claim(prepared, spawn, now))
+        if not claimable(before, scheduled_at):
             return _CLAIM_LOST
-        for workflow in spawn.terminate:
-            try:
-                self.sink.terminate(spec.namespace, workflow)
-            except SpawnRejected as error:
-                message = f"run policy error: error stopping workflow {workflow}: {error}"
-                fail = Fail(ErrorReason.SUBMISSION_ERROR, message)
-                return self._fail(cron_workflow, seed, scheduled_at, now, fail, events)
-            events.append(Terminated(time=now, key=key, workflow=workflow))
-            self.observer.emit(events[-1])
+        failed = partial(
+            self._fail, cron_workflow, seed, scheduled_at, now, workflow=spawn.workflow
+        )
         try:
-            created = self.sink.spawn(spec, scheduled_at)
-        except SpawnRejected as error:
-            fail = _rejected(error)
-            return self._fail(cron_workflow, seed, scheduled_at, now, fail, events, triggered=True)
+            for workflow in spawn.terminate:
+                try:
+                    self.sink.terminate(spec.namespace, workflow)
+                except SpawnRejected as error:
+                    message = f"run policy error: error stopping workflow {workflow}: {error}"
+                    return failed(Fail(ErrorReason.SUBMISSION_ERROR, message), events)
+                except SinkUnavailable:
+                    raise
+                except Exception as error:
+                    message = "run policy error: " + str(
+                        _unexpected(error, f"stopping workflow {workflow}")
+                    )
+                    fail = Fail(ErrorReason.SUBMISSION_ERROR, message)
+                    return failed(fail, events, unexpected=True)
+                events.append(Terminated(time=now, key=key, workflow=workflow))
+                self.observer.emit(events[-1])
+            created = spawn_outcome(self.sink, spec, scheduled_at)
+            if isinstance(created, SinkUnavailable):
+                raise created
+        except SinkUnavailable:
+            self.store.apply(*_release(prepared, spawn))
+            raise
+        if isinstance(created, SpawnRejected):
+            unexpected = isinstance(created, SinkError)
+            fail = _rejected(created)
+            return failed(fail, events, triggered=True, unexpected=unexpected)
         spawned_at = self.clock() if self.clock is not None else now
         change, spawned = _spawned(
             key, seed, scheduled_at, spawn, created, now, spawned_at, catch_up
@@ -676,10 +799,13 @@ class Engine:
         events: list[Event],
         *,
         triggered: bool = False,
+        workflow: str = "",
+        unexpected: bool = False,
     ) -> TickResult:
+        """Record an error at ``scheduled_at``; ``workflow`` when it was claimed."""
         key = cron_workflow.key
         run = RunRecord(scheduled_at, "Error", now, reason=fail.reason.value)
-        self.store.apply(key, seed, lambda h: record_error(h, scheduled_at, fail), [run])
+        self.store.apply(key, seed, lambda h: record_error(h, scheduled_at, fail, workflow), [run])
         event = Error(
             time=now,
             key=key,
@@ -688,6 +814,7 @@ class Engine:
             scheduled_at=scheduled_at,
             triggered=triggered,
             expression=fail.expression,
+            unexpected=unexpected,
         )
         return self._emit(events, event)
 
@@ -773,6 +900,47 @@ class Engine:
             self.store.apply(key, seed, lambda h: record_spawn(h, scheduled_at, workflow), [run])
             return True
 
+    def lose(
+        self,
+        cron_workflow: CronWorkflow,
+        workflow: str,
+        now: datetime,
+        reason: LostReason = LostReason.OUTCOME_UNKNOWN,
+    ) -> bool:
+        """Nobody can observe ``workflow`` any more: it leaves ``active``, counted as lost,
+        with a run record and a :class:`Lost` event. Returns whether it was still active."""
+        key = cron_workflow.key
+        with self.serialized(key):
+            seed = seed_history(cron_workflow, now)
+            current = self.store.load(key) or seed
+            if workflow not in current.active:
+                return False
+            intent = current.intents.get(workflow)
+            scheduled_at = (
+                intent.scheduled_at
+                if intent is not None
+                else scheduled_time_of(cron_workflow.spec.name, workflow)
+            )
+            runs = []
+            if scheduled_at is not None:
+                runs.append(
+                    RunRecord(scheduled_at, "Lost", now, workflow=workflow, reason=reason.value)
+                )
+            before, _ = self.store.apply(key, seed, partial(record_lost, workflow=workflow), runs)
+            if workflow not in before.active:
+                return False
+            self.observer.emit(
+                Lost(
+                    time=now,
+                    key=key,
+                    workflow=workflow,
+                    scheduled_at=scheduled_at,
+                    reason=reason,
+                    claimed=intent is not None,
+                )
+            )
+            return True
+
     def deleted(self, cron_workflow: CronWorkflow, workflow: str, now: datetime) -> None:
         """A run was deleted before it finished: it leaves ``active`` uncounted."""
         key = cron_workflow.key
@@ -833,6 +1001,23 @@ def _spawned(
         replaced=spawn.terminate,
     )
     return Change(key, seed, transition, [run]), event
+
+
+_GAP_SKIPS = frozenset({SkipReason.SUSPENDED, SkipReason.STOPPED})
+
+
+def _claim(prepared: _Prepared, spawn: Spawn, now: datetime) -> Change:
+    """The claim of a spawn: its intent recorded, in the store's atomic (fenced) step."""
+    transition = partial(
+        record_claim, scheduled_at=prepared.at, workflow=spawn.workflow, claimed_at=now
+    )
+    return Change(prepared.cron_workflow.key, prepared.seed, transition)
+
+
+def _release(prepared: _Prepared, spawn: Spawn) -> Change:
+    """A claim handed back: the sink was unavailable and created nothing."""
+    transition = partial(release_claim, workflow=spawn.workflow)
+    return Change(prepared.cron_workflow.key, prepared.seed, transition)
 
 
 def _rejected(error: SpawnRejected) -> Fail:

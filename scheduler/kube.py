@@ -50,7 +50,13 @@ from policies.workflow import (
     render_workflow,
     rfc3339,
 )
-from scheduler.engine import SinkUnavailable, SpawnOutcome, SpawnRejected, spawn_each
+from scheduler.engine import (
+    SinkUnavailable,
+    SpawnOutcome,
+    SpawnRejected,
+    spawn_each,
+    spawn_outcome,
+)
 from scheduler.executor import RunFinished
 from scheduler.files import FileProblem, Snapshot
 from scheduler.manifests import LoadedCronWorkflow, ManifestError, Source, load_document
@@ -398,13 +404,10 @@ class KubeSink:
         def attempt(item: tuple[CronWorkflowSpec, datetime]) -> SpawnOutcome:
             if unavailable:  # the API server is unreachable: leave the rest undecided
                 return unavailable[0]
-            try:
-                return self.spawn(*item)
-            except SpawnRejected as error:
-                return error
-            except SinkUnavailable as error:
-                unavailable.append(error)
-                return error
+            outcome = spawn_outcome(self, *item)
+            if isinstance(outcome, SinkUnavailable):
+                unavailable.append(outcome)
+            return outcome
 
         futures = []
         for item in spawns:

@@ -3,7 +3,7 @@
 ``cronwf simulate`` and the unit tests use it: it applies the pure transitions of
 :mod:`policies.decision` directly, which makes it both the fastest store and the executable
 statement of what every other store (Redis) must do. It holds no fencing token: in one process
-there is nobody to be deposed by, so a claim only checks that the instant is undecided.
+there is nobody to be deposed by.
 """
 
 from __future__ import annotations
@@ -78,10 +78,6 @@ class MemoryHistory(OneByOne):
                 recent.update(ordered)
         while len(recent) > self._recent_runs:
             recent.popitem(last=False)  # the oldest instant: keep the newest, as every store does
-
-    def claim(self, key: str, scheduled_at: datetime) -> bool:
-        history = self._histories.get(key)
-        return history is None or history.cursor is None or history.cursor < scheduled_at
 
     def forget(self, key: str) -> None:
         with self._lock:

@@ -18,13 +18,18 @@ The Redis model, for CronWorkflow ``default/backup`` and the default prefix ``cr
                                                 phase                 Active
                                                 active                ["backup-1767225600"]
                                                 conditions            {"SubmissionError": "..."}
+                                                intents               {"backup-1767225600":
+                                                                        ["1767225600",
+                                                                         "1767225600.004100",
+                                                                         "1767222000"]}
+                                                lost                  0
     cronwf:{default/backup}:runs        HASH    1767225600 -> {"decision":"Spawned",
                                                                "decidedAt":"1767225600.412000",
                                                                "workflow":"backup-1767225600",
                                                                "phase":"Succeeded",
                                                                "finishedAt":"1767225731"}
     cronwf:{default/backup}:runs:order  ZSET    1767225600 (score 1767225600), ...
-    cronwf:leader                       STRING  "<token>:<identity>", with a TTL  (redis_lock)
+    cronwf:leader                       STRING  "<token>:<nonce>:<identity>", TTL  (redis_lock)
     cronwf:leader:fence                 STRING  the last token handed out (INCR)  (redis_lock)
 
 Why this shape:
@@ -57,10 +62,13 @@ like :func:`scheduler.memory.merge_run`, and trims them to the bound. A replayed
 therefore writes nothing at all: the transitions are idempotent and an unchanged field or run
 record is not rewritten. The snapshot of the last state read or written is kept per
 CronWorkflow, and a leader (whose fence guarantees nobody else writes) serves ``load`` from it,
-so a tick costs two round trips: ``claim`` and ``apply`` (one ``EVALSHA`` each, scripts sent
-once with ``register_script``). Ticks due together go through :meth:`RedisHistory.claim_many`
-and :meth:`RedisHistory.apply_many`, which pipeline the same scripts: two round trips for a
-whole batch, each script still atomic on its own (no ``MULTI``: the batch need not be).
+so a tick costs two round trips: the claim and the record (one ``EVALSHA`` of the same script
+each, sent once with ``register_script``). The claim is an ordinary write
+(:func:`~policies.decision.record_claim`: cursor, active, intents): because it is fenced and
+durable, no other leader spawns that instant again, whatever happens before the record.
+Ticks due together go through :meth:`RedisHistory.apply_many`, which pipelines the script: two
+round trips for a whole batch (claims, then records), each script still atomic on its own (no
+``MULTI``: the batch need not be).
 
 A timed-out ``EVALSHA`` (or pipeline) may be retried by redis-py after it ran; that is safe:
 the retry sees its own ``version`` and reports success; run merges are idempotent.
@@ -94,7 +102,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from policies.decision import History, Phase
+from policies.decision import History, Intent, Phase
 from scheduler.engine import Change, RunRecord, StoreUnavailable, Transition
 from scheduler.memory import DEFAULT_RECENT_RUNS
 
@@ -235,6 +243,30 @@ def _encode_conditions(conditions: Mapping[str, str]) -> str:
     return json.dumps({str(k): v for k, v in conditions.items()})
 
 
+def _encode_intents(intents: Mapping[str, Intent]) -> str:
+    return json.dumps(
+        {
+            workflow: [
+                encode_time(intent.scheduled_at),
+                encode_time(intent.claimed_at),
+                _optional_time(intent.previous_cursor),
+            ]
+            for workflow, intent in intents.items()
+        }
+    )
+
+
+def _decode_intents(text: str) -> dict[str, Intent]:
+    return {
+        str(workflow): Intent(
+            decode_time(scheduled_at),
+            decode_time(claimed_at),
+            decode_time(previous) if previous else None,
+        )
+        for workflow, (scheduled_at, claimed_at, previous) in json.loads(text or "{}").items()
+    }
+
+
 def _encode_phase(phase: Phase) -> str:
     return phase.value
 
@@ -252,6 +284,8 @@ _HISTORY_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("phase", "phase", _encode_phase),
     ("active", "active", _encode_active),
     ("conditions", "conditions", _encode_conditions),
+    ("intents", "intents", _encode_intents),
+    ("lost", "lost", str),
 )
 
 
@@ -286,6 +320,8 @@ def _decode_history(fields: Mapping[str, str]) -> History:
         phase=Phase(fields.get("phase", "")),
         active=tuple(json.loads(fields.get("active") or "[]")),
         conditions=dict(json.loads(fields.get("conditions") or "{}")),
+        intents=_decode_intents(fields.get("intents", "")),
+        lost=int(fields.get("lost") or 0),
     )
 
 
@@ -323,17 +359,6 @@ def _decode_run(instant: str, text: str) -> RunRecord:
 # --------------------------------------------------------------------------------------------
 # Scripts. Each is one atomic step; a fence value of "" means "not fenced" (and then the leader
 # key is not among KEYS, so an unfenced script touches a single Cluster slot).
-
-# Exact comparison of two encoded times: microseconds stay exact in Lua's doubles (< 2^53)
-# for years 1685 to 2255.
-_LUA_MICROS = """
-local function micros(t)
-  local sign, whole, fraction = string.match(t, '^(%-?)(%d+)%.?(%d*)$')
-  local value = tonumber(whole) * 1000000 + tonumber(string.sub(fraction .. '000000', 1, 6))
-  if sign == '-' then return -value end
-  return value
-end
-"""
 
 # KEYS: state, runs, order [, leader]
 # ARGV: expected version ("" = absent), new version, fence value, bound, n,
@@ -387,22 +412,6 @@ end
 return {'ok'}
 """
 
-# KEYS: state [, leader]; ARGV: instant, fence value
-# Returns 1 when the fence holds and the instant is after the cursor (or there is none).
-_CLAIM = (
-    _LUA_MICROS
-    + """
-if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then
-  return 0
-end
-local cursor = redis.call('HGET', KEYS[1], 'cursor')
-if not cursor or cursor == '' or micros(cursor) < micros(ARGV[1]) then
-  return 1
-end
-return 0
-"""
-)
-
 # KEYS: state, runs, order [, leader]; ARGV: fence value. Returns 1, or 0 when fenced out.
 _FORGET = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then
@@ -420,9 +429,9 @@ return 1
 class Fence(Protocol):
     """Who may write: the leader lock of :mod:`scheduler.redis_lock` is one.
 
-    The scripts check that ``key`` holds exactly ``value`` (``<token>:<identity>``), not only
-    the token: after a failover that lost recent writes the counter could hand out a token
-    again, but never to the same identity with the same token.
+    The scripts check that ``key`` holds exactly ``value`` (``<token>:<nonce>:<identity>``),
+    not only the token: after a failover that lost recent writes, or a Redis that came back
+    empty, the counter could hand out a token again, but the random nonce never repeats.
     """
 
     @property
@@ -497,7 +506,6 @@ class RedisHistory:
         self._max_conflicts = max_conflicts
         self._where = where or describe_client(client)
         self._apply_script = client.register_script(_APPLY)
-        self._claim_script = client.register_script(_CLAIM)
         self._forget_script = client.register_script(_FORGET)
         self._snapshots: dict[str, _Snapshot] = {}
         self._snapshots_guard = threading.Lock()
@@ -698,32 +706,6 @@ class RedisHistory:
             return write.before, write.after
         return current
 
-    def claim(self, key: str, scheduled_at: datetime) -> bool:
-        state, _, _ = self.keys(key)
-        fence_keys, fence = self._fence_keys_and_value()
-        if fence is None:
-            return False
-        with redis_errors(f"claim of {key} at {encode_time(scheduled_at)}", self._where):
-            claimed = self._claim_script(
-                keys=[state, *fence_keys], args=[encode_time(scheduled_at), fence]
-            )
-        return bool(int(claimed))
-
-    def claim_many(self, claims: Sequence[tuple[str, datetime]]) -> list[bool]:
-        """Every claim's script in one pipelined round trip."""
-        if len(claims) <= 1:
-            return [self.claim(key, scheduled_at) for key, scheduled_at in claims]
-        fence_keys, fence = self._fence_keys_and_value()
-        if fence is None:
-            return [False] * len(claims)
-        calls: list[tuple[list[str], list[str | int]]] = [
-            ([self.keys(key)[0], *fence_keys], [encode_time(scheduled_at), fence])
-            for key, scheduled_at in claims
-        ]
-        with redis_errors(f"claims of {_several([key for key, _ in claims])}", self._where):
-            replies = self._pipelined(self._claim_script, calls)
-        return [bool(int(reply)) for reply in replies]
-
     def _pipelined(
         self, script: Script, calls: Sequence[tuple[Sequence[str], Sequence[str | int]]]
     ) -> list[Any]:
@@ -732,8 +714,8 @@ class RedisHistory:
         redis-py's own pipelining of a script asks ``SCRIPT EXISTS`` first, a round trip more
         per batch. A server that lost its scripts (restarted) answers ``NOSCRIPT``: the script
         is loaded and the pipeline sent once more. That is safe even if some calls ran the
-        first time: a claim only reads, and a write that finds its own version recognises
-        itself (see :meth:`_settle`)."""
+        first time: a write that finds its own version recognises itself (see
+        :meth:`_settle`)."""
 
         def send() -> list[Any]:
             pipeline = self._client.pipeline(transaction=False)

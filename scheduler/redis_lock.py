@@ -2,8 +2,13 @@
 
 Two keys (default prefix ``cronwf``)::
 
-    cronwf:leader         STRING  "<token>:<identity>"   TTL 15 s, renewed by the leader
+    cronwf:leader         STRING  "<token>:<nonce>:<identity>"   TTL 15 s, renewed by the leader
     cronwf:leader:fence   STRING  the last token handed out (INCR; never reset, never expires)
+
+The fence value is unique per acquisition, even after Redis lost its data: the counter then
+starts again at 1, and a replica could win the very ``<token>:<identity>`` it held before the
+loss and trust what it remembered from then. The random ``nonce`` (64 bits, new at each
+acquisition) makes that impossible; the token keeps values ordered for people reading them.
 
 * :meth:`RedisLeaderLock.try_acquire`: one script; when nobody holds the lock it takes the next
   token (``INCR``) and sets the lock (``SET NX PX``). Tokens are taken only by acquisitions,
@@ -18,7 +23,7 @@ key still holds this lock's exact value. A deposed leader's claim returns False 
 raise :class:`~scheduler.redis_history.FencedOut`, in the same atomic step as the write, so
 there is no window between the check and the write. The exact value (not only the token) is
 compared so that a token handed out twice (a failover that lost the last ``INCR``) still
-fences out the other identity.
+fences out the other acquisition, of another identity or of the same one.
 
 Redis Cluster trade-off: the leader key and a CronWorkflow's keys live in different hash slots,
 so a fenced script touches two slots and Redis Cluster refuses it (``CROSSSLOT``, reported as
@@ -37,6 +42,7 @@ as soon as :meth:`renew` returns False or raises.
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 from scheduler.redis_history import (
@@ -50,7 +56,8 @@ __all__ = ["DEFAULT_LOCK_TTL", "PublishedFence", "RedisLeaderLock"]
 
 DEFAULT_LOCK_TTL = timedelta(seconds=15)
 
-# KEYS: lock, fence counter; ARGV: identity, TTL in ms. Returns the new token, or nil if held.
+# KEYS: lock, fence counter; ARGV: "<nonce>:<identity>", TTL in ms. Returns the new token, or
+# nil if held.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
@@ -108,6 +115,7 @@ class RedisLeaderLock:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._token: int | None = None
+        self._nonce = ""
 
     @property
     def identity(self) -> str:
@@ -129,7 +137,7 @@ class RedisLeaderLock:
     @property
     def value(self) -> str | None:
         """What the lock key holds while we lead (the fence the stores check), else None."""
-        return None if self._token is None else f"{self._token}:{self._identity}"
+        return None if self._token is None else f"{self._token}:{self._nonce}:{self._identity}"
 
     def try_acquire(self) -> int | None:
         """Become the leader if nobody is; returns our token, or None when another leads.
@@ -138,11 +146,13 @@ class RedisLeaderLock:
         """
         if self._token is not None and self.renew():
             return self._token
+        nonce = _nonce()
         with redis_errors(f"acquisition of {self._key} by {self._identity}", self._where):
             token = self._acquire(
-                keys=[self._key, self._fence_key], args=[self._identity, self._ttl_ms]
+                keys=[self._key, self._fence_key],
+                args=[f"{nonce}:{self._identity}", self._ttl_ms],
             )
-        self._token = None if token is None else int(token)
+        self._token, self._nonce = (None, "") if token is None else (int(token), nonce)
         return self._token
 
     def renew(self) -> bool:
@@ -173,10 +183,12 @@ class RedisLeaderLock:
         if raw is None:
             return None
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return text.partition(":")[2]
+        parts = text.split(":", 2)
+        return parts[2] if len(parts) == 3 else text.partition(":")[2]
 
 
-# KEYS: lock, fence counter; ARGV: identity. Takes the next token and makes it the fence.
+# KEYS: lock, fence counter; ARGV: "<nonce>:<identity>". Takes the next token and makes it the
+# fence.
 _PUBLISH = """
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token .. ':' .. ARGV[1])
@@ -217,9 +229,14 @@ class PublishedFence:
 
     def publish(self) -> int:
         """Make this replica's election binding; returns the new token."""
+        nonce = _nonce()
         with redis_errors("publishing the leader fence", self._where):
-            token = int(self._publish(keys=[self._key, self._counter_key], args=[self._identity]))
-        self._value = f"{token}:{self._identity}"
+            token = int(
+                self._publish(
+                    keys=[self._key, self._counter_key], args=[f"{nonce}:{self._identity}"]
+                )
+            )
+        self._value = f"{token}:{nonce}:{self._identity}"
         return token
 
     def holds(self) -> bool:
@@ -235,3 +252,8 @@ class PublishedFence:
     def withdraw(self) -> None:
         """Stop writing (the lead was lost); the key is left for the next leader to replace."""
         self._value = None
+
+
+def _nonce() -> str:
+    """A fresh 64-bit random value per acquisition (see the module docstring)."""
+    return f"{random.SystemRandom().getrandbits(64):016x}"

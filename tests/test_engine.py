@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from policies.decision import (
     Phase,
     SkipReason,
     WorkflowPhase,
+    record_claim,
 )
 from policies.spec import CronWorkflowSpec, StatusSeed
 from policies.workflow import render_workflow, workflow_name
@@ -33,15 +35,20 @@ from scheduler.engine import (
     Engine,
     Error,
     Event,
+    Lost,
     Missed,
+    RunRecord,
+    SinkError,
     SinkUnavailable,
     Skipped,
     Spawned,
     SpawnOutcome,
     SpawnRejected,
     Stopped,
+    StoreUnavailable,
     Terminated,
     TickResult,
+    Transition,
     spawn_each,
 )
 from scheduler.memory import MemoryHistory
@@ -134,11 +141,30 @@ class RecordingObserver:
         return [event.kind for event in self.events]
 
 
-class RefusingHistory(MemoryHistory):
-    """A store whose fencing token is no longer current: every claim is refused."""
+class Deposed(StoreUnavailable):
+    """What a shared store raises when this replica's fencing token is no longer current."""
 
-    def claim(self, key: str, scheduled_at: datetime) -> bool:
-        return False
+
+class DeposedHistory(MemoryHistory):
+    """A store whose fencing token is no longer current: every write is refused."""
+
+    def apply(
+        self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
+    ) -> tuple[History, History]:
+        raise Deposed(f"write to {key} refused: this replica does not lead")
+
+
+class RacedHistory(MemoryHistory):
+    """A store in which another replica claims the instant just before each of our claims
+    lands (its write comes first): ours finds the instant decided."""
+
+    def apply(
+        self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
+    ) -> tuple[History, History]:
+        if isinstance(transition, partial) and transition.func is record_claim:
+            other = partial(transition, claimed_at=transition.keywords["claimed_at"])
+            super().apply(key, seed, other)
+        return super().apply(key, seed, transition, runs)
 
 
 @dataclass
@@ -395,9 +421,9 @@ def test_forbid_skips_while_a_run_is_active() -> None:
     assert w.history().last_scheduled_time == at(5)
 
 
-def test_a_claim_refused_by_the_store_spawns_nothing() -> None:
+def test_an_instant_claimed_by_another_replica_first_is_not_spawned() -> None:
     cron_workflow = make_cron_workflow()
-    w = world(store=RefusingHistory())
+    w = world(store=RacedHistory())
     w.engine.sync(cron_workflow, at(0))
 
     result = w.engine.tick(cron_workflow, at(5), at(5))
@@ -405,8 +431,18 @@ def test_a_claim_refused_by_the_store_spawns_nothing() -> None:
     assert result == TickResult("ClaimLost")
     assert w.sink.spawn_calls == 0
     assert w.observer.events == []
-    assert w.history().active == ()
-    assert w.history().cursor == at(0)
+    assert w.history().cursor == at(5)  # decided, by the other replica
+
+
+def test_a_deposed_replica_spawns_nothing() -> None:
+    cron_workflow = make_cron_workflow()
+    w = world(store=DeposedHistory())
+
+    with pytest.raises(Deposed):
+        w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert w.sink.spawn_calls == 0
+    assert w.observer.events == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -951,14 +987,26 @@ def test_the_same_cron_workflow_twice_in_a_batch_is_ticked_in_order() -> None:
 
 
 def test_a_batch_claims_before_spawning_and_spawns_nothing_when_deposed() -> None:
-    cron_workflow = make_cron_workflow()
-    w = started(cron_workflow, store=RefusingHistory())
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world(store=DeposedHistory())
 
-    results = w.engine.tick_many([(cron_workflow, at(5))], at(5))
+    with pytest.raises(Deposed):
+        w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
 
-    assert results == [TickResult("ClaimLost")]
     assert w.sink.spawn_calls == 0
     assert w.observer.events == []
+
+
+def test_a_batch_spawns_nothing_an_other_replica_claimed_first() -> None:
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world(store=RacedHistory())
+    w.engine.sync(first, at(0))
+    w.engine.sync(second, at(0))
+
+    results = w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
+
+    assert results == [TickResult("ClaimLost"), TickResult("ClaimLost")]
+    assert w.sink.spawn_calls == 0
 
 
 def test_a_rejected_spawn_in_a_batch_is_a_submission_error_of_that_instant_only() -> None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -21,8 +22,11 @@ import redis
 
 from policies.decision import (
     History,
+    Intent,
     Phase,
     WorkflowPhase,
+    claimable,
+    record_claim,
     record_completion,
     record_deleted,
     record_missed,
@@ -50,6 +54,20 @@ def increment(history: History) -> History:
 
 def same(history: History) -> History:
     return history
+
+
+def claim_change(key: str, scheduled_at: datetime, seed: History = SEED) -> Change:
+    workflow = f"backup-{int(scheduled_at.timestamp())}"
+    transition = partial(
+        record_claim, scheduled_at=scheduled_at, workflow=workflow, claimed_at=scheduled_at
+    )
+    return Change(key, seed, transition)
+
+
+def claim(store: HistoryStore, key: str, scheduled_at: datetime) -> bool:
+    """What the engine does to claim an instant: granted when it was undecided."""
+    before, _ = store.apply(*claim_change(key, scheduled_at))
+    return claimable(before, scheduled_at)
 
 
 class Store(HistoryStore, Protocol):
@@ -353,7 +371,7 @@ def test_recent_runs_are_kept_per_cronworkflow(store: Store) -> None:
 
 
 def test_an_instant_of_an_unknown_cronworkflow_can_be_claimed(store: Store) -> None:
-    assert store.claim(KEY, at(1)) is True
+    assert claim(store, KEY, at(1)) is True
 
 
 @pytest.mark.parametrize(
@@ -388,21 +406,31 @@ def test_only_instants_after_the_cursor_can_be_claimed(
 ) -> None:
     store.apply(KEY, replace(SEED, cursor=cursor), same)
 
-    assert store.claim(KEY, scheduled_at) is claimed
+    assert claim(store, KEY, scheduled_at) is claimed
 
 
 def test_a_history_without_a_cursor_lets_any_instant_be_claimed(store: Store) -> None:
     store.apply(KEY, History(), same)
 
-    assert store.claim(KEY, at(-1000)) is True
+    assert claim(store, KEY, at(-1000)) is True
 
 
-def test_a_claim_decides_nothing(store: Store) -> None:
+def test_a_claim_records_the_intent_and_decides_the_instant(backend: Backend) -> None:
+    """DESIGN §9: no later leader spawns a claimed instant again, whatever the sink. The
+    intent survives the claimer: another store object (a successor replica) reads it."""
+    store = backend.make()
     store.apply(KEY, SEED, same)
 
-    assert store.claim(KEY, at(1)) is True
-    assert store.claim(KEY, at(1)) is True
-    assert store.load(KEY) == SEED
+    assert claim(store, KEY, at(1)) is True
+    assert claim(store, KEY, at(1)) is False
+
+    successor = backend.make() if backend.client is not None else store
+    claimed = successor.load(KEY)
+    assert claimed is not None
+    assert claimed.cursor == at(1)
+    assert claimed.active == ("backup-1767225660",)
+    assert claimed.intents == {"backup-1767225660": Intent(at(1), at(1), T0)}
+    assert claim(successor, KEY, at(1)) is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,11 +452,16 @@ def test_loads_in_a_batch_answer_as_loads_one_by_one(store: Store) -> None:
 
 def test_claims_in_a_batch_answer_as_claims_one_by_one(store: Store) -> None:
     store.apply(KEY, replace(SEED, cursor=at(5)), same)
-    claims = [(KEY, at(4)), (KEY, at(6)), (OTHER, at(1)), (KEY, at(5))]
+    store.apply(OTHER, replace(SEED, cursor=at(5)), same)
+    claims = [claim_change(KEY, at(6)), claim_change(OTHER, at(4))]
 
-    assert store.claim_many(claims) == [store.claim(key, instant) for key, instant in claims]
-    assert store.claim_many(claims) == [False, True, True, False]
-    assert store.claim_many([]) == []
+    results = store.apply_many(claims)
+
+    assert [claimable(before, at_) for (before, _), at_ in zip(results, [at(6), at(4)])] == [
+        True,
+        False,
+    ]
+    assert [claim(store, KEY, at(6)), claim(store, OTHER, at(4))] == [False, False]
 
 
 def test_changes_in_a_batch_apply_as_changes_one_by_one(backend: Backend) -> None:

@@ -6,10 +6,12 @@ The shared behaviour of every store is in ``test_history_contract.py``.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 import fakeredis
@@ -18,7 +20,7 @@ import redis
 from conftest import RedisServer
 from redis.crc import key_slot
 
-from policies.decision import History, record_spawn
+from policies.decision import History, claimable, record_claim, record_spawn
 from scheduler.engine import Change, RunRecord, StoreUnavailable
 from scheduler.redis_history import (
     FencedOut,
@@ -46,6 +48,25 @@ def at(minutes: int) -> datetime:
 
 def increment(history: History) -> History:
     return replace(history, succeeded=history.succeeded + 1)
+
+
+def claim_change(key: str, scheduled_at: datetime) -> Change:
+    workflow = f"backup-{int(scheduled_at.timestamp())}"
+    transition = partial(
+        record_claim, scheduled_at=scheduled_at, workflow=workflow, claimed_at=scheduled_at
+    )
+    return Change(key, SEED, transition)
+
+
+def claim(store: RedisHistory, key: str, scheduled_at: datetime) -> bool:
+    """The engine's claim: a fenced write of the intent, granted when it was undecided."""
+    before, _ = store.apply(*claim_change(key, scheduled_at))
+    return claimable(before, scheduled_at)
+
+
+def claim_many(store: RedisHistory, claims: list[tuple[str, datetime]]) -> list[bool]:
+    results = store.apply_many([claim_change(key, at_) for key, at_ in claims])
+    return [claimable(before, at_) for (before, _), (_, at_) in zip(results, claims, strict=True)]
 
 
 def same(history: History) -> History:
@@ -135,6 +156,8 @@ def test_the_state_is_a_readable_hash_with_unix_seconds(client: redis.Redis) -> 
         "phase": "",
         "active": '["backup-2", "backup-1"]',
         "conditions": '{"SubmissionError": "quota"}',
+        "intents": "{}",
+        "lost": "0",
     }
 
 
@@ -278,13 +301,15 @@ def test_a_batch_whose_scripts_the_server_lost_loads_them_and_goes_through(
     store = RedisHistory(client)
     store.apply_many([Change(KEY, SEED, same), Change(OTHER, SEED, same)])
     client.script_flush()
-    assert store.claim_many([(KEY, at(5)), (OTHER, at(5))]) == [True, True]
+    assert claim_many(store, [(KEY, at(5)), (OTHER, at(5))]) == [True, True]
 
     client.script_flush()
     results = store.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
 
     assert [after.succeeded for _, after in results] == [1, 1]
-    assert RedisHistory(client).load(KEY) == replace(SEED, succeeded=1)
+    stored = RedisHistory(client).load(KEY)
+    assert stored is not None
+    assert (stored.succeeded, stored.cursor) == (1, at(5))
 
 
 def test_a_batch_is_one_round_trip_of_scripts_without_asking_which_exist(
@@ -293,10 +318,10 @@ def test_a_batch_is_one_round_trip_of_scripts_without_asking_which_exist(
     client = redis_client
     store = RedisHistory(client)
     store.apply_many([Change(KEY, SEED, same), Change(OTHER, SEED, same)])
-    store.claim_many([(KEY, at(0)), (OTHER, at(0))])  # the server learns the scripts once
+    claim_many(store, [(KEY, at(1)), (OTHER, at(1))])  # the server learns the script once
     client.config_resetstat()
 
-    store.claim_many([(KEY, at(5)), (OTHER, at(5))])
+    claim_many(store, [(KEY, at(5)), (OTHER, at(5))])
     store.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
 
     stats = cast(dict[str, Any], client.info("commandstats"))
@@ -414,8 +439,8 @@ def test_an_outage_makes_every_operation_raise_store_unavailable_quickly(
     operations = {
         "load": lambda: store.load(KEY),
         "apply": lambda: store.apply(KEY, SEED, increment),
-        "claim": lambda: store.claim(KEY, at(1)),
-        "claim many": lambda: store.claim_many([(KEY, at(1)), (OTHER, at(1))]),
+        "claim": lambda: claim(store, KEY, at(1)),
+        "claim many": lambda: claim_many(store, [(KEY, at(1)), (OTHER, at(1))]),
         "apply many": lambda: store.apply_many(
             [Change(KEY, SEED, increment), Change(OTHER, SEED, increment)]
         ),
@@ -445,7 +470,7 @@ def test_after_a_restart_the_same_client_reconnects_and_the_state_is_intact(
 
     assert store.load(KEY) == kept
     assert [run.scheduled_at for run in store.recent_runs(KEY)] == [at(1)]
-    assert store.claim(KEY, at(2)) is True
+    assert claim(store, KEY, at(2)) is True
     _, after = store.apply(KEY, SEED, increment)
     assert after.succeeded == 2
 
@@ -519,7 +544,8 @@ def test_the_first_replica_acquires_the_lock_with_a_token(client: redis.Redis) -
     assert token >= 1
     assert lock.token == token
     assert lock.holder() == "replica-a"
-    assert text(client.get(LEADER)) == f"{token}:replica-a"
+    assert text(client.get(LEADER)) == lock.value
+    assert re.fullmatch(rf"{token}:[0-9a-f]{{16}}:replica-a", text(client.get(LEADER)))
     assert 0 < client.pttl(LEADER) <= 15_000
 
 
@@ -652,9 +678,14 @@ def test_the_leader_claims_and_writes(client: redis.Redis) -> None:
     store = RedisHistory(client, fence=lock)
     lock.try_acquire()
 
-    assert store.claim(KEY, at(1)) is True
-    store.apply(KEY, SEED, lambda h: record_spawn(h, at(1), "backup-1"))
-    assert store.load(KEY) == record_spawn(SEED, at(1), "backup-1")
+    assert claim(store, KEY, at(1)) is True
+    store.apply(KEY, SEED, lambda h: record_spawn(h, at(1), "backup-1767225660"))
+    stored = store.load(KEY)
+    assert stored == record_spawn(
+        record_claim(SEED, at(1), "backup-1767225660", at(1)), at(1), "backup-1767225660"
+    )
+    assert stored is not None
+    assert stored.intents == {}
 
 
 def test_a_deposed_leader_can_neither_claim_nor_write(client: redis.Redis) -> None:
@@ -666,14 +697,15 @@ def test_a_deposed_leader_can_neither_claim_nor_write(client: redis.Redis) -> No
     new_lock.try_acquire()
     stored = (client.hgetall(STATE), client.hgetall(RUNS))
 
-    assert old.claim(KEY, at(2)) is False
+    with pytest.raises(FencedOut, match="fencing token"):
+        claim(old, KEY, at(2))
     with pytest.raises(FencedOut, match="fencing token"):
         old.apply(KEY, SEED, increment, [RunRecord(at(2), "Skipped", at(2))])
     with pytest.raises(FencedOut):
         old.forget(KEY)
 
     assert (client.hgetall(STATE), client.hgetall(RUNS)) == stored
-    assert new.claim(KEY, at(2)) is True
+    assert claim(new, KEY, at(2)) is True
     assert new.apply(KEY, SEED, increment)[1].succeeded == 2
 
 
@@ -686,15 +718,14 @@ def test_a_deposed_leader_can_neither_claim_nor_write_in_batches(client: redis.R
     new_lock.try_acquire()
     stored = {key: client.hgetall(key) for key in keys_of(client) if key.endswith(":state")}
 
-    assert old.claim_many([(KEY, at(2)), (OTHER, at(2))]) == [False, False]
+    with pytest.raises(FencedOut, match="fencing token"):
+        claim_many(old, [(KEY, at(2)), (OTHER, at(2))])
     with pytest.raises(FencedOut, match="fencing token"):
         old.apply_many([Change(KEY, SEED, increment), Change(OTHER, SEED, increment)])
 
     assert {key: client.hgetall(key) for key in stored} == stored
-    assert RedisHistory(client, fence=new_lock).claim_many([(KEY, at(2)), (OTHER, at(2))]) == [
-        True,
-        True,
-    ]
+    new = RedisHistory(client, fence=new_lock)
+    assert claim_many(new, [(KEY, at(2)), (OTHER, at(2))]) == [True, True]
 
 
 def test_a_fenced_out_write_is_a_store_outage_to_the_engine(client: redis.Redis) -> None:
@@ -708,7 +739,8 @@ def test_a_fenced_out_write_is_a_store_outage_to_the_engine(client: redis.Redis)
 def test_a_replica_that_never_led_can_neither_claim_nor_write(client: redis.Redis) -> None:
     store = RedisHistory(client, fence=RedisLeaderLock(client, "replica-a"))
 
-    assert store.claim(KEY, at(1)) is False
+    with pytest.raises(FencedOut):
+        claim(store, KEY, at(1))
     with pytest.raises(FencedOut, match="does not lead"):
         store.apply(KEY, SEED, increment)
 
@@ -722,7 +754,8 @@ def test_a_lapsed_lock_fences_out_before_anyone_takes_over(client: redis.Redis) 
     expire(client)
 
     assert lock.token is not None, "the replica still believes it leads"
-    assert store.claim(KEY, at(1)) is False
+    with pytest.raises(FencedOut):
+        claim(store, KEY, at(1))
     with pytest.raises(FencedOut):
         store.apply(KEY, SEED, increment)
 
@@ -732,6 +765,32 @@ def test_the_fence_checks_the_identity_with_the_token(client: redis.Redis) -> No
     lock = RedisLeaderLock(client, "replica-a")
     store = RedisHistory(client, fence=lock)
     token = lock.try_acquire()
-    client.set(LEADER, f"{token}:replica-b")
+    assert lock.value is not None
+    nonce = lock.value.split(":")[1]
+    client.set(LEADER, f"{token}:{nonce}:replica-b")
 
-    assert store.claim(KEY, at(1)) is False
+    with pytest.raises(FencedOut):
+        claim(store, KEY, at(1))
+
+
+def test_a_fence_value_is_unique_per_acquisition_even_after_redis_lost_its_data(
+    client: redis.Redis,
+) -> None:
+    """Issue: an empty Redis restarts the token counter at 1, so a replica could win the same
+    ``<token>:<identity>`` it held before and trust its snapshot cache of before the loss."""
+    lock = RedisLeaderLock(client, "replica-a")
+    store = RedisHistory(client, fence=lock)
+    lock.try_acquire()
+    before = lock.value
+    store.apply(KEY, SEED, increment)
+    client.flushall()  # the data is gone; the replica has not noticed
+    client.hset(STATE, mapping={"version": "rebuilt", "succeeded": "7"})  # written since
+
+    lock.release()
+    lock.try_acquire()
+
+    assert lock.token == 1
+    assert lock.value != before
+    loaded = store.load(KEY)
+    assert loaded is not None
+    assert loaded.succeeded == 7  # read from Redis, not from the cache of the old fence

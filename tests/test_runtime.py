@@ -76,7 +76,7 @@ class FlakyStore(OneByOne):
     """The in-process Redis store, with an outage switch and a fencing switch.
 
     While ``down``, every call raises :class:`StoreUnavailable` (as the Redis store does when
-    the server is unreachable); while ``fenced``, claims raise :class:`FencedOut` (another
+    the server is unreachable); while ``fenced``, writes raise :class:`FencedOut` (another
     replica took the lead). ``calls`` counts the calls per CronWorkflow key; ``before_load``
     runs before each load, to hold the service at a chosen point.
     """
@@ -103,13 +103,9 @@ class FlakyStore(OneByOne):
         self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
     ) -> tuple[History, History]:
         self._enter(key)
-        return self.inner.apply(key, seed, transition, runs)
-
-    def claim(self, key: str, scheduled_at: datetime) -> bool:
-        self._enter(key)
         if self.fenced:
             raise FencedOut("the fencing token 7 is no longer current (test)")
-        return self.inner.claim(key, scheduled_at)
+        return self.inner.apply(key, seed, transition, runs)
 
     def forget(self, key: str) -> None:
         self._enter(key)

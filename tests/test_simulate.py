@@ -877,6 +877,7 @@ def test_every_event_has_exactly_the_fields_of_its_kind(
     )
     write_manifest(tmp_path, name="suspended", suspend=True)
     write_manifest(tmp_path, name="broken", timezone="Mars/Olympus_Mons")
+    write_manifest(tmp_path, name="plain", schedules=["* * * * *"])  # misses the down window
 
     events, finals = simulate(
         capsys,
