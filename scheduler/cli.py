@@ -50,7 +50,12 @@ from scheduler.manifests import (
     ManifestSet,
     load_paths,
 )
-from scheduler.redis_history import RedisHistory, check_eviction_policy, connect
+from scheduler.redis_history import (
+    RedisHistory,
+    RedisRunReports,
+    check_eviction_policy,
+    connect,
+)
 from scheduler.redis_lock import PublishedFence, RedisLeaderLock
 from scheduler.runtime import (
     Cluster,
@@ -534,6 +539,13 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
             "5s",
             "a timer firing later than this is handled as a catch-up",
         ),
+        (
+            "--lost-after",
+            "LOST_AFTER",
+            "15m",
+            "an active run nobody can observe (its replica died) is lost this long after it "
+            "started; a local run never before its own time limit",
+        ),
     ):
         command.add_argument(
             flag,
@@ -670,6 +682,7 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         renew_interval=args.retry_period if args.kubernetes else args.renew_interval,
         run_timeout=args.run_timeout,
         late_after=args.late_after,
+        lost_after=args.lost_after,
         workers=args.workers,
         metrics_with_name=not args.metrics_without_name,
     )
@@ -730,7 +743,10 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         store = RedisHistory.in_process()
         leadership = SoleLeader()
     try:
-        service = Service(config, store, leadership, cluster=cluster)
+        # Kubernetes mode learns every run's end from the Workflows themselves; file mode with
+        # a shared Redis needs replicas to hand over what only they saw.
+        reports = RedisRunReports(client) if client is not None and cluster is None else None
+        service = Service(config, store, leadership, cluster=cluster, reports=reports)
         service.start()
     except OSError as error:
         err.write(f"cronwf serve: error: cannot serve on {args.host}:{args.port}: {error}\n")

@@ -91,6 +91,8 @@ __all__ = [
     "Observer",
     "OneByOne",
     "RunRecord",
+    "RunReport",
+    "RunReports",
     "Sink",
     "SinkError",
     "SinkUnavailable",
@@ -283,6 +285,42 @@ class HistoryStore(Protocol):
     def forget(self, key: str) -> None:
         """Remove everything stored for a deleted CronWorkflow."""
 
+    def drop_cache(self) -> None:
+        """Forget every copy of a stored history kept to save reads: called whenever this
+        replica takes or loses the lead, so that nothing read under another lead is trusted."""
+
+    def mark(self) -> bool:
+        """Make sure the store carries the mark of its data; True when the mark was missing:
+        the store is new, or it lost its data (restarted empty, flushed). Not fenced."""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A run's end, learned by a replica that cannot record it (it does not lead), for the
+    leader to count (DESIGN §9: every run that ran is counted once, by whoever learns its
+    end)."""
+
+    key: str
+    workflow: str
+    scheduled_at: datetime
+    phase: WorkflowPhase
+    finished_at: datetime
+
+
+class RunReports(Protocol):
+    """Where replicas leave the ends of runs for the leader (a queue in the shared store)."""
+
+    def report(self, run: RunReport) -> None:
+        """Leave one report; raises :class:`StoreUnavailable`. Not fenced: any replica may."""
+
+    def take(self, limit: int) -> tuple[int, list[RunReport]]:
+        """The oldest entries (at most ``limit``), without removing them: how many were
+        read (for :meth:`done`) and the reports among them."""
+
+    def done(self, count: int) -> None:
+        """Remove the ``count`` oldest reports, once they were recorded. Reports are counted
+        idempotently, so one taken twice (a leader died before ``done``) does no harm."""
+
 
 class _SingleCalls(Protocol):
     def load(self, key: str) -> History | None: ...
@@ -301,6 +339,13 @@ class OneByOne:
 
     def apply_many(self: _SingleCalls, changes: Sequence[Change]) -> list[tuple[History, History]]:
         return [self.apply(*change) for change in changes]
+
+    def drop_cache(self) -> None:
+        """Nothing cached: the store is the only copy."""
+
+    def mark(self) -> bool:
+        """A store in this process cannot lose its data behind the process's back."""
+        return False
 
 
 class Sink(Protocol):
@@ -886,14 +931,16 @@ class Engine:
     def adopt(
         self, cron_workflow: CronWorkflow, workflow: str, scheduled_at: datetime, now: datetime
     ) -> bool:
-        """A running Workflow of this CronWorkflow that the history does not list as active
-        (a crash between create and record): record it as spawned so that it is counted when
-        it finishes, and so that its instant is never spawned again. Returns whether it was
-        unknown."""
+        """A running Workflow of this CronWorkflow that the history does not list as active,
+        or lists only as claimed (a crash between create and record): record it as spawned so
+        that it is counted when it finishes, and so that its instant is never spawned again.
+        Returns whether it was unknown."""
         key = cron_workflow.key
         with self.serialized(key):
             current = self.store.load(key)
-            if current is not None and workflow in current.active:
+            # Claimed with its spawn never recorded: here it is, so it was spawned.
+            known = current is not None and workflow in current.active
+            if known and current is not None and workflow not in current.intents:
                 return False
             seed = current or seed_history(cron_workflow, now)
             run = RunRecord(scheduled_at, "Spawned", now, workflow=workflow)

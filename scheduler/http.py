@@ -33,10 +33,12 @@ class Readiness:
     store_reachable: bool
     leader: bool
     detail: dict[str, Any]
+    sink_working: bool = True
+    """False while every recent spawn failed unexpectedly: nothing can be spawned."""
 
     @property
     def ready(self) -> bool:
-        return self.sources_loaded and self.store_reachable
+        return self.sources_loaded and self.store_reachable and self.sink_working
 
 
 class StatusServer:
@@ -65,6 +67,7 @@ class StatusServer:
                         "ready": state.ready,
                         "sourcesLoaded": state.sources_loaded,
                         "storeReachable": state.store_reachable,
+                        "sinkWorking": state.sink_working,
                         "leader": state.leader,
                         **state.detail,
                     }

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policies.workflow import rfc3339
-from scheduler.engine import Error, Event, Missed, Skipped, Spawned
+from scheduler.engine import Error, Event, Lost, Missed, Skipped, Spawned
 
 __all__ = ["EventLog", "JsonFormatter", "configure_logging"]
 
@@ -75,10 +75,12 @@ class EventLog:
         if isinstance(event, Spawned):
             fields["workflowCreated"] = event.created
             fields["catchUp"] = event.catch_up
-        if isinstance(event, Missed) and event.since is not None:
+        if isinstance(event, Missed | Skipped) and event.since is not None:
             fields["count"] = event.count
             fields["since"] = rfc3339(event.since)
-        level = logging.WARNING if isinstance(event, Error | Missed) else logging.INFO
+        if isinstance(event, Lost):
+            fields["claimed"] = event.claimed
+        level = logging.WARNING if isinstance(event, Error | Missed | Lost) else logging.INFO
         if isinstance(event, Skipped):
             level = logging.INFO
         details = " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("event",))

@@ -28,9 +28,9 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from policies.decision import ErrorReason, MissedReason, WorkflowPhase
+from policies.decision import ErrorReason, LostReason, MissedReason, WorkflowPhase
 from policies.schedule import Schedule
-from scheduler.engine import Completed, Error, Event, Missed, Skipped, Spawned, Stopped
+from scheduler.engine import Completed, Error, Event, Lost, Missed, Skipped, Spawned, Stopped
 
 __all__ = ["CronWorkflowGauges", "FleetView", "Metrics", "expected_interval"]
 
@@ -105,6 +105,7 @@ class Metrics(Collector):
         self._skipped: dict[tuple[str, str, str], int] = defaultdict(int)
         self._concurrency: dict[tuple[str, str, str], int] = defaultdict(int)
         self._missed: dict[tuple[str, str, str], int] = defaultdict(int)
+        self._lost: dict[tuple[str, str, str], int] = defaultdict(int)
         self._spawn_errors: dict[_Labels, int] = defaultdict(int)
         self._last_success: dict[_Labels, float] = {}
         self._stopped: set[_Labels] = set()
@@ -140,11 +141,13 @@ class Metrics(Collector):
                     lag = (event.time - event.scheduled_at).total_seconds()
                     self.schedule_lag.observe(max(lag, 0.0))
             elif isinstance(event, Skipped):
-                self._skipped[(*labels, event.reason.value)] += 1
+                self._skipped[(*labels, event.reason.value)] += event.count
                 if event.reason.value == "ConcurrencyForbid":
                     self._concurrency[(*labels, "Forbid")] += 1
             elif isinstance(event, Missed):
                 self._missed[(*labels, event.reason.value)] += event.count
+            elif isinstance(event, Lost):
+                self._lost[(*labels, event.reason.value)] += 1
             elif isinstance(event, Completed):
                 if event.phase is WorkflowPhase.SUCCEEDED:
                     self._last_success[labels] = event.time.timestamp()
@@ -171,7 +174,7 @@ class Metrics(Collector):
         with self._lock:
             for store in (self._triggered, self._spawn_errors, self._last_success):
                 store.pop(labels, None)
-            for keyed in (self._skipped, self._concurrency, self._missed):
+            for keyed in (self._skipped, self._concurrency, self._missed, self._lost):
                 for series in [s for s in keyed if s[:2] == labels]:
                     del keyed[series]
             self._stopped.discard(labels)
@@ -201,6 +204,7 @@ class Metrics(Collector):
             skipped = dict(self._skipped)
             concurrency = dict(self._concurrency)
             missed = dict(self._missed)
+            lost = dict(self._lost)
             spawn_errors = dict(self._spawn_errors)
             last_success = dict(self._last_success)
             stopped = set(self._stopped)
@@ -214,6 +218,8 @@ class Metrics(Collector):
             spawn_errors.setdefault(labels, 0)
             for reason in MissedReason:
                 missed.setdefault((*labels, reason.value), 0)
+            for lost_reason in LostReason:
+                lost.setdefault((*labels, lost_reason.value), 0)
         yield self._counter(
             "cronwf_triggered",
             "Ticks that passed every policy and reached submission.",
@@ -232,6 +238,13 @@ class Metrics(Collector):
             "cronwf_missed",
             "Instants that passed while nobody was ticking, by reason.",
             missed,
+            "reason",
+        )
+        yield self._counter(
+            "cronwf_lost",
+            "Runs given up on because nobody could observe their end (their replica died or "
+            "was cut off, or a claimed spawn never happened), by reason.",
+            lost,
             "reason",
         )
         yield self._counter(

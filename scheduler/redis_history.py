@@ -102,8 +102,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from policies.decision import History, Intent, Phase
-from scheduler.engine import Change, RunRecord, StoreUnavailable, Transition
+from policies.decision import History, Intent, Phase, WorkflowPhase
+from scheduler.engine import Change, RunRecord, RunReport, StoreUnavailable, Transition
 from scheduler.memory import DEFAULT_RECENT_RUNS
 
 __all__ = [
@@ -112,6 +112,7 @@ __all__ = [
     "FencedOut",
     "RedisClient",
     "RedisHistory",
+    "RedisRunReports",
     "WriteConflict",
     "check_eviction_policy",
     "connect",
@@ -509,6 +510,7 @@ class RedisHistory:
         self._forget_script = client.register_script(_FORGET)
         self._snapshots: dict[str, _Snapshot] = {}
         self._snapshots_guard = threading.Lock()
+        self._mark_key = f"{prefix}:store"
 
     # -- construction -----------------------------------------------------------------------
 
@@ -740,6 +742,19 @@ class RedisHistory:
         if not int(done):
             raise FencedOut(f"{what} refused: this replica's fencing token is not current")
 
+    def drop_cache(self) -> None:
+        """Forget every snapshot: the next read of each history goes to Redis."""
+        with self._snapshots_guard:
+            self._snapshots.clear()
+
+    def mark(self) -> bool:
+        """``<prefix>:store``: a random value set once (``SET NX``) and never expiring. Its
+        absence means the keys are new or were lost (a Redis restarted without its data, a
+        ``FLUSHALL``): the runtime then re-seeds every history from what is known."""
+        with redis_errors(f"check of {self._mark_key}", self._where):
+            created = self._client.set(self._mark_key, f"{random.getrandbits(64):016x}", nx=True)
+        return bool(created)
+
     def recent_runs(self, key: str) -> list[RunRecord]:
         """The recent runs of ``key``, newest first."""
         _, runs, _ = self.keys(key)
@@ -784,6 +799,72 @@ class RedisHistory:
     def _forget_snapshot(self, key: str) -> None:
         with self._snapshots_guard:
             self._snapshots.pop(key, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Run reports
+
+
+class RedisRunReports:
+    r"""The :class:`~scheduler.engine.RunReports` queue: one list, ``<prefix>:reports``.
+
+    A replica that learns a run's end but does not lead (a paused leader that resumed
+    deposed, a restarted replica whose supervised runs finished meanwhile) ``RPUSH``\ es it;
+    the leader reads the oldest with ``LRANGE``, records them (fenced, idempotent) and only
+    then drops them with ``LTRIM``, so a leader that dies in between leaves them for the
+    next. The list keeps at most ``bound`` reports (the oldest are dropped past it: a fleet
+    without a leader for that long has bigger problems, and the bound keeps Redis safe).
+    """
+
+    def __init__(
+        self, client: RedisClient, *, prefix: str = DEFAULT_PREFIX, bound: int = 100_000
+    ) -> None:
+        self._client = client
+        self._key = f"{prefix}:reports"
+        self._bound = bound
+        self._where = describe_client(client)
+
+    def report(self, run: RunReport) -> None:
+        entry = _COMPACT.encode(
+            {
+                "key": run.key,
+                "workflow": run.workflow,
+                "scheduledAt": encode_time(run.scheduled_at),
+                "phase": run.phase.value,
+                "finishedAt": encode_time(run.finished_at),
+            }
+        )
+        pipeline = self._client.pipeline(transaction=True)
+        pipeline.rpush(self._key, entry)
+        pipeline.ltrim(self._key, -self._bound, -1)
+        with redis_errors(f"report of {run.workflow} of {run.key}", self._where):
+            pipeline.execute()
+
+    def take(self, limit: int) -> tuple[int, list[RunReport]]:
+        with redis_errors(f"read of {self._key}", self._where):
+            entries = cast(list[bytes | str], self._client.lrange(self._key, 0, limit - 1))
+        reports: list[RunReport] = []
+        for entry in entries:
+            try:
+                record = json.loads(_text(entry))
+                reports.append(
+                    RunReport(
+                        key=str(record["key"]),
+                        workflow=str(record["workflow"]),
+                        scheduled_at=decode_time(record["scheduledAt"]),
+                        phase=WorkflowPhase(record["phase"]),
+                        finished_at=decode_time(record["finishedAt"]),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours to read (written by hand?): dropped with the others
+        return len(entries), reports
+
+    def done(self, count: int) -> None:
+        if count <= 0:
+            return
+        with redis_errors(f"trim of {self._key}", self._where):
+            self._client.ltrim(self._key, count, -1)
 
 
 # --------------------------------------------------------------------------------------------

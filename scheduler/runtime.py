@@ -11,8 +11,18 @@ Pieces and who drives them:
 Leadership: with a shared Redis (``--redis-url``) several replicas may run; only the holder of
 the Redis lock acts, and every claim it makes carries its fencing token, so a replica that
 lost the lock cannot spawn even if it has not noticed yet. A replica that loses the lock stops
-acting at once; one that gains it syncs every CronWorkflow, forgets runs that no live process
-will ever report (orphans of a dead leader), and catches up the instants nobody decided.
+acting at once; one that gains it drops every cached history, syncs every CronWorkflow and
+catches up the instants nobody decided.
+
+Runs that nobody here can observe (a dead or deposed leader's): a replica that learns a run's
+end while it does not lead leaves a report in the shared store (:class:`RunReports`), which
+the leader counts. An active run that no process here runs, and whose end no report brings
+within ``lost_after``, is lost (:meth:`Engine.lose`): counted apart, never left active.
+
+An empty store (Redis restarted without its data, ``FLUSHALL``) is recognised by its missing
+mark (:meth:`HistoryStore.mark`) when the lead is taken or the store comes back: every history
+it lacks is then re-seeded from what is known (the object's status in Kubernetes mode, the run
+logs of the state folder in embedded mode), with one warning.
 
 Outages: when the store is unreachable, ticks raise :class:`StoreUnavailable` and leave their
 instants undecided; finished runs are buffered. The timers keep running. When the store
@@ -26,6 +36,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import re
 import signal
 import threading
 import time
@@ -41,22 +53,26 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from policies.decision import CronWorkflow, History
+from policies.decision import CronWorkflow, History, WorkflowPhase, overdue_runs
 from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
+from policies.workflow import scheduled_time_of
 from scheduler.engine import (
     Engine,
     Error,
     Event,
     HistoryStore,
+    Lost,
     Missed,
+    RunReport,
+    RunReports,
     Sink,
     SinkUnavailable,
     Spawned,
     Stopped,
     StoreUnavailable,
 )
-from scheduler.executor import LocalExecutor, RunFinished
+from scheduler.executor import LocalExecutor, RunFinished, plan_run
 from scheduler.files import FileSource, Snapshot
 from scheduler.http import Readiness, StatusServer
 from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, ObservedRun, WorkflowWatcher
@@ -85,6 +101,50 @@ _FINISHED_MEMORY = 100_000
 
 def _without_status(spec: CronWorkflowSpec) -> CronWorkflowSpec:
     return replace(spec, status=StatusSeed())
+
+
+_FINAL_LINE = re.compile(rb"^# (Succeeded|Failed|Error): ", re.MULTILINE)
+
+
+def _seed_from_run_logs(runs_dir: Path, spec: CronWorkflowSpec) -> StatusSeed | None:
+    """What the local executor's run logs say of a CronWorkflow's past (None: nothing): the
+    newest instant run, and the counters of the runs whose end the log records. A log is
+    ``<runs>/<namespace>/<name>-<Unix seconds>.log`` and its last line names the phase."""
+    folder = runs_dir / spec.namespace
+    prefix = f"{spec.name}-"
+    runs: list[tuple[datetime, str]] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in entries:
+        stem = entry.name.removesuffix(".log")
+        if stem == entry.name or not stem.startswith(prefix):
+            continue
+        instant = scheduled_time_of(spec.name, stem)
+        if instant is None:
+            continue
+        phase = ""
+        try:
+            with open(entry.path, "rb") as log_file:
+                log_file.seek(max(0, os.fstat(log_file.fileno()).st_size - 4096))
+                ends = _FINAL_LINE.findall(log_file.read())
+            phase = ends[-1].decode() if ends else ""
+        except OSError:
+            pass
+        runs.append((instant, phase))
+    if not runs:
+        return None
+    runs.sort()
+    succeeded = sum(1 for _, phase in runs if phase == WorkflowPhase.SUCCEEDED)
+    failed = sum(1 for _, phase in runs if phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR))
+    return StatusSeed(
+        succeeded=spec.status.succeeded + succeeded,
+        failed=spec.status.failed + failed,
+        last_scheduled_time=max(runs[-1][0], spec.status.last_scheduled_time or runs[-1][0]),
+        phase=spec.status.phase,
+        active=spec.status.active,
+    )
 
 
 def utc_now() -> datetime:
@@ -179,6 +239,9 @@ class ServiceConfig:
     late_after: float = 5.0
     workers: int = 1
     metrics_with_name: bool = True
+    lost_after: float = 900.0
+    """How long after its start an active run that nobody here can observe, and whose end no
+    report brought, is lost. A local run is never lost before its own time limit."""
 
 
 _COLLECT_WHEN_IDLE_AFTER = 10_000
@@ -190,6 +253,15 @@ _QUIET_ENOUGH_TO_COLLECT = timedelta(milliseconds=100)
 queue empty while the timer is still firing a burst is not idle."""
 _HELD_AT_MOST = 2_000
 """Events held back while instants wait to be decided, before they are passed on anyway."""
+_REPORTS_EVERY = 1.0
+"""Seconds between two reads of the run reports by the leader."""
+_REPORTS_AT_ONCE = 500
+_SWEEP_EVERY = 10.0
+"""Seconds between two looks for lost runs."""
+_LOCAL_GRACE = 60.0
+"""A local run is lost no sooner than its time limit plus this."""
+_FAILING_SPAWNS = 3
+"""Unexpected sink failures in a row (of several CronWorkflows) that make the service unready."""
 
 
 class _Fanout:
@@ -266,6 +338,8 @@ class Service:
     leadership: Leadership = field(default_factory=SoleLeader)
     clock: Callable[[], datetime] = utc_now
     cluster: Cluster | None = None
+    reports: RunReports | None = None
+    """Where replicas leave the ends of runs for the leader; None with a store of one process."""
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -319,6 +393,13 @@ class Service:
         self._leading = False
         self._degraded: str | None = None
         self._buffered: list[RunFinished] = []
+        # CronWorkflows with active runs, for the lost-run sweep (not the whole fleet).
+        self._with_active: set[str] = set()
+        self._next_sweep = 0.0
+        self._next_reports = 0.0
+        # Unexpected sink failures since the last spawn that worked (keys, last message).
+        self._sink_failures: list[str] = []
+        self._sink_error: str | None = None
         self._sources_loaded = False
         self._stop = threading.Event()
         self._backoff = _Backoff()
@@ -406,7 +487,9 @@ class Service:
             if thread is not None:
                 thread.join(5)
         if self.executor is not None:
+            running = self.executor.running()
             self.executor.shutdown()
+            self._interrupted(running)
         if self.watcher is not None:
             self.watcher.stop()
         if self.cluster is not None:
@@ -421,6 +504,26 @@ class Service:
         if self._http is not None:
             self._http.stop()
         log.info("stopped")
+
+    def _interrupted(self, runs: Sequence[tuple[str, str]]) -> None:
+        """Runs stopped by the shutdown leave ``active`` uncounted, as a deleted Workflow
+        does, so that a ``Forbid`` CronWorkflow is not held up by them after the restart.
+        Those that ended on their own meanwhile were counted; this changes nothing for them."""
+        if not runs:
+            return
+        now = self.clock()
+        with self._lock:
+            catalog = dict(self._catalog)
+        for namespace, workflow in runs:
+            name = workflow.rpartition("-")[0]
+            cron_workflow = catalog.get(f"{namespace}/{name}")
+            if cron_workflow is None:
+                continue
+            try:
+                self.engine.deleted(cron_workflow, workflow, now)
+            except StoreUnavailable as error:  # fenced out or unreachable: lost after the bound
+                log.warning("could not record that %s was stopped: %s", workflow, error)
+                return
 
     # -- timer and runs ---------------------------------------------------------------------
 
@@ -506,6 +609,7 @@ class Service:
     def _step_down(self, reason: str) -> None:
         with self._lock:
             was_leading, self._leading = self._leading, False
+        self.store.drop_cache()
         if was_leading:
             log.warning("this replica stops acting: %s", reason)
 
@@ -518,8 +622,12 @@ class Service:
             if self._degraded is not None:
                 self._buffered.append(run)
                 return
+            leading = self._leading
         if cron_workflow is None:
             return  # deleted meanwhile: its history is gone
+        if not leading:
+            self._report(run)
+            return
         try:
             with self.engine.serialized(run.key):
                 self._remember_finished(run.workflow)
@@ -532,7 +640,9 @@ class Service:
                     finished_at=run.finished_at,
                 )
         except FencedOut as error:
-            self._step_down(str(error))  # the new leader's watcher or reconciliation counts it
+            self._step_down(str(error))
+            if self.cluster is None:
+                self._report(run)  # in Kubernetes mode the new leader's watcher sees it
         except StoreUnavailable as error:
             with self._lock:
                 self._buffered.append(run)
@@ -596,6 +706,8 @@ class Service:
             if history is None:
                 continue
             for workflow in history.active:
+                if workflow in history.intents:
+                    continue  # its create may still be on its way: resolved, or lost, later
                 if not self.watcher.has(cron_workflow.spec.namespace, workflow):
                     self.engine.deleted(cron_workflow, workflow, now)
                     self._mark_dirty(cron_workflow.key)
@@ -623,6 +735,12 @@ class Service:
             elif isinstance(event, Stopped):
                 message = "the stop strategy became true: no more Workflows will be spawned"
                 self._events.append((event.key, "Stopped", message, True))
+            elif isinstance(event, Lost):
+                message = (
+                    f"run {event.workflow} is lost: nobody could observe its end "
+                    f"({event.reason}); it is no longer active and is not counted as a failure"
+                )
+                self._events.append((event.key, "LostRun", message, True))
 
     def _write_cluster_state(self, moment: float) -> None:
         """Leader only: status projections of changed CronWorkflows, Events, history limits."""
@@ -750,6 +868,7 @@ class Service:
         if token is None:
             return False
         log.info("this replica now leads (fencing token %d)", token)
+        self.store.drop_cache()  # nothing read under another lead is trusted
         with self._lock:
             self._leading = True
         return True
@@ -765,8 +884,11 @@ class Service:
             catalog = list(self._catalog.values())
             buffered, self._buffered = self._buffered, []
         try:
+            seeded = catalog
+            if self.store.mark():
+                seeded = self._known(catalog)
             for cron_workflow, history in zip(
-                catalog, self.engine.sync_many(catalog, now), strict=True
+                catalog, self.engine.sync_many(seeded, now), strict=True
             ):
                 self._remember(cron_workflow.key, history)
             with self._lock:
@@ -782,8 +904,7 @@ class Service:
                         scheduled_at=run.scheduled_at,
                         finished_at=run.finished_at,
                     )
-            if after_election and self.executor is not None:
-                self._forget_orphans(catalog, now)
+            self._take_reports()
             for cron_workflow in catalog:
                 # A fresh "now" each: on a large fleet the loop takes a while, and an instant
                 # passing meanwhile is this catch-up's to decide.
@@ -808,24 +929,127 @@ class Service:
         for run in late:  # finished while catching up: record them now
             self.on_finished(run)
 
-    def _forget_orphans(self, catalog: list[CronWorkflow], now: datetime) -> None:
-        """Active runs that no process here is running were lost with a dead leader: they
-        leave ``active`` uncounted, as a deleted Workflow does."""
-        assert self.executor is not None
-        for cron_workflow in catalog:
-            history = self.store.load(cron_workflow.key)
-            if history is None:
+    def _known(self, catalog: list[CronWorkflow]) -> list[CronWorkflow]:
+        """The store holds no data: the CronWorkflows as seeding must see them, with what is
+        known of their past. In Kubernetes mode that is their status, already on them; in
+        embedded mode the run logs of the state folder (the newest instant run and the
+        counters of the runs that ended)."""
+        if self.executor is None:
+            log.warning(
+                "the history store holds no data (it is new, or lost its data): the histories "
+                "of %d CronWorkflows are re-seeded from their status",
+                len(catalog),
+            )
+            return catalog
+        known = [
+            replace(cw, spec=replace(cw.spec, status=seed))
+            if (seed := _seed_from_run_logs(self._runs_dir, cw.spec)) is not None
+            else cw
+            for cw in catalog
+        ]
+        log.warning(
+            "the history store holds no data (it is new, or lost its data): the histories of "
+            "%d CronWorkflows are re-seeded from the run logs in %s (%d have some); instants "
+            "since the newest run are caught up or recorded missed, and counters hold only the "
+            "runs logged there",
+            len(catalog),
+            self._runs_dir,
+            sum(1 for a, b in zip(known, catalog, strict=True) if a is not b),
+        )
+        return known
+
+    @property
+    def _runs_dir(self) -> Path:
+        return self.config.state_dir / "runs"
+
+    # -- runs nobody here observes ----------------------------------------------------------
+
+    def _take_reports(self) -> None:
+        """Count the runs other replicas learned the end of (leader only)."""
+        if self.reports is None:
+            return
+        taken, reports = self.reports.take(_REPORTS_AT_ONCE)
+        if not taken:
+            return
+        now = self.clock()
+        with self._lock:
+            catalog = dict(self._catalog)
+        for report in reports:
+            cron_workflow = catalog.get(report.key)
+            if cron_workflow is None:
+                continue  # deleted meanwhile
+            if self.engine.complete(
+                cron_workflow,
+                report.workflow,
+                report.phase,
+                now,
+                scheduled_at=report.scheduled_at,
+                finished_at=report.finished_at,
+            ):
+                log.info("%s: counted %s, reported by another replica", report.key, report.workflow)
+                self._mark_dirty(report.key)
+        self.reports.done(taken)
+
+    def _report(self, run: RunFinished) -> None:
+        """This replica learned a run's end but cannot record it: leave it for the leader."""
+        if self.reports is None:
+            log.warning(
+                "%s: run %s ended %s but this replica does not lead and has no shared store "
+                "to report it to: it is not counted",
+                run.key,
+                run.workflow,
+                run.phase.value,
+            )
+            return
+        report = RunReport(run.key, run.workflow, run.scheduled_at, run.phase, run.finished_at)
+        try:
+            self.reports.report(report)
+        except StoreUnavailable as error:
+            with self._lock:
+                self._buffered.append(run)
+            self._set_degraded(str(error))
+
+    def _sweep_lost(self) -> None:
+        """Give up on active runs that nobody here can observe and whose end no report
+        brought within the bound (leader only)."""
+        now = self.clock()
+        with self._lock:
+            keys = list(self._with_active)
+            catalog = dict(self._catalog)
+        for key in keys:
+            cron_workflow = catalog.get(key)
+            history = self.store.load(key) if cron_workflow is not None else None
+            if cron_workflow is None or history is None or not history.active:
+                with self._lock:
+                    self._with_active.discard(key)
                 continue
-            for workflow in history.active:
-                # Asked per run, not from a snapshot: a tick may spawn while this runs.
-                if not self.executor.spawned_here(cron_workflow.spec.namespace, workflow):
+            bound = timedelta(seconds=self._lost_after(cron_workflow))
+            for workflow in overdue_runs(history, cron_workflow.spec.name, now, bound):
+                if self._observable(cron_workflow, workflow):
+                    continue
+                if self.engine.lose(cron_workflow, workflow, now):
                     log.warning(
-                        "%s: run %s is not running here any more: dropped from active "
-                        "without counting it",
-                        cron_workflow.key,
+                        "%s: run %s is lost: nobody could observe its end within %s",
+                        key,
                         workflow,
+                        bound,
                     )
-                    self.engine.deleted(cron_workflow, workflow, now)
+                    self._mark_dirty(key)
+
+    def _observable(self, cron_workflow: CronWorkflow, workflow: str) -> bool:
+        namespace = cron_workflow.spec.namespace
+        if self.watcher is not None:
+            return self.watcher.has(namespace, workflow)
+        return self.executor is not None and self.executor.spawned_here(namespace, workflow)
+
+    def _lost_after(self, cron_workflow: CronWorkflow) -> float:
+        if self.executor is None:
+            return self.config.lost_after
+        try:
+            limit = plan_run(cron_workflow.spec, self.clock(), self.config.run_timeout).timeout
+        except Exception:  # an entrypoint the executor cannot run ends at once
+            limit = 0.0
+        return max(self.config.lost_after, limit + _LOCAL_GRACE)
 
     def _set_degraded(self, reason: str) -> None:
         with self._lock:
@@ -854,10 +1078,20 @@ class Service:
                 self._guarded(partial(self._resume, after_election=True))
             if self._degraded is not None and self._backoff.due(moment):
                 self._guarded(partial(self._recover, moment))
+            if self._acting() and moment >= self._next_reports:
+                self._next_reports = moment + _REPORTS_EVERY
+                self._guarded(partial(self._quietly, self._take_reports))
+            if self._acting() and moment >= self._next_sweep:
+                self._next_sweep = moment + _SWEEP_EVERY
+                self._guarded(partial(self._quietly, self._sweep_lost))
             try:
                 self._write_cluster_state(moment)
             except Exception:
                 log.exception("writing CronWorkflow status failed")
+
+    def _acting(self) -> bool:
+        with self._lock:
+            return self._leading and self._degraded is None
 
     @staticmethod
     def _guarded(action: Callable[[], object]) -> None:
@@ -901,6 +1135,9 @@ class Service:
         else:
             with self._lock:
                 self._degraded = None  # the leadership thread takes the lead if it is free
+                buffered, self._buffered = self._buffered, []
+            for run in buffered:
+                self.on_finished(run)
 
     # -- views for metrics and probes -------------------------------------------------------
 
@@ -910,11 +1147,30 @@ class Service:
                 last = self._last_scheduled.get(event.key)
                 if last is None or event.scheduled_at > last:
                     self._last_scheduled[event.key] = event.scheduled_at
+                self._with_active.add(event.key)
+                self._sink_failures.clear()
+                self._sink_error = None
             elif isinstance(event, Stopped):
                 self._stopped.add(event.key)
+            elif isinstance(event, Error) and event.unexpected:
+                self._sink_failures = [*self._sink_failures[-(_FAILING_SPAWNS - 1) :], event.key]
+                self._sink_error = event.message
+
+    def _sink_working(self) -> bool:
+        """False when the last spawns all failed unexpectedly, for several CronWorkflows (or
+        the only one): the service cannot spawn anything, whatever it says of the rest."""
+        with self._gauges_lock:
+            failures = list(self._sink_failures)
+        with self._lock:
+            valid = sum(1 for cw in self._catalog.values() if cw.valid)
+        return not (
+            len(failures) >= _FAILING_SPAWNS and len(set(failures)) >= min(2, max(valid, 1))
+        )
 
     def _remember(self, key: str, history: History) -> None:
         with self._gauges_lock:
+            if history.active:
+                self._with_active.add(key)
             if history.last_scheduled_time is not None:
                 self._last_scheduled[key] = history.last_scheduled_time
             if history.last_succeeded_time is not None:
@@ -964,13 +1220,18 @@ class Service:
             degraded = self._degraded
             count = len(self._catalog)
             invalid = sum(1 for cw in self._catalog.values() if not cw.valid)
+        sink_working = self._sink_working()
+        with self._gauges_lock:
+            sink_error = self._sink_error
         return Readiness(
             sources_loaded=self._sources_loaded,
             store_reachable=degraded is None,
             leader=self.is_leader(),
+            sink_working=sink_working,
             detail={
                 "cronWorkflows": count,
                 "invalid": invalid,
                 **({"storeError": degraded} if degraded else {}),
+                **({"sinkError": sink_error} if not sink_working and sink_error else {}),
             },
         )

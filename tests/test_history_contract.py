@@ -457,7 +457,9 @@ def test_claims_in_a_batch_answer_as_claims_one_by_one(store: Store) -> None:
 
     results = store.apply_many(claims)
 
-    assert [claimable(before, at_) for (before, _), at_ in zip(results, [at(6), at(4)])] == [
+    assert [
+        claimable(before, at_) for (before, _), at_ in zip(results, [at(6), at(4)], strict=True)
+    ] == [
         True,
         False,
     ]

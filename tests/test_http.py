@@ -126,6 +126,7 @@ def test_readyz_is_200_with_the_state_when_ready(server: StatusServer) -> None:
         "ready": True,
         "sourcesLoaded": True,
         "storeReachable": True,
+        "sinkWorking": True,
         "leader": True,
         "cronWorkflows": 3,
     }
@@ -144,6 +145,7 @@ def test_a_standby_replica_is_ready(server: StatusServer, readiness: ReadinessSt
         "ready": True,
         "sourcesLoaded": True,
         "storeReachable": True,
+        "sinkWorking": True,
         "leader": False,
     }
 

@@ -553,6 +553,7 @@ def test_forget_removes_every_series_of_a_cron_workflow(
         "cronwf_triggered_total": 0,
         "cronwf_spawn_errors_total": 0,
         "cronwf_missed_total": 0,
+        "cronwf_lost_total": 0,
     }
     assert scrape.value("cronwf_triggered_total", **per_cron_workflow("batch/kept")) == 2
     assert scrape.value("cronwf_stopped", **per_cron_workflow("batch/kept")) == 1
