@@ -35,8 +35,10 @@ from scheduler.engine import (
     Engine,
     Error,
     Event,
+    Lost,
     Missed,
     RunRecord,
+    SinkError,
     SinkUnavailable,
     Skipped,
     Spawned,
@@ -1172,3 +1174,251 @@ def test_a_cron_workflow_busy_elsewhere_is_ticked_after_the_batch_without_blocki
     results = batch.join()
     assert isinstance(results, list)
     assert [r.kind for r in results] == ["Spawned", "Spawned"]
+
+
+# --------------------------------------------------------------------------------------------
+# The claim records the intent (DESIGN §9): the claim-to-record window
+
+
+class CrashAfterSpawn(FakeSink):
+    """The replica dies right after the sink created the Workflow: its record never lands
+    (the store refuses every write from then on, as a successor's fence would)."""
+
+    def __init__(self, store: SeveredHistory) -> None:
+        super().__init__()
+        self.store = store
+
+    def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+        created = super().spawn(spec, scheduled_at)
+        self.store.severed = True
+        return created
+
+
+class SeveredHistory(MemoryHistory):
+    """A shared store as one replica sees it: once ``severed``, its writes are refused."""
+
+    severed = False
+
+    def apply(
+        self, key: str, seed: History, transition: Transition, runs: Sequence[RunRecord] = ()
+    ) -> tuple[History, History]:
+        if self.severed:
+            raise Deposed(f"write to {key} refused: this replica does not lead")
+        return super().apply(key, seed, transition, runs)
+
+
+def successor_of(store: SeveredHistory, sink: FakeSink) -> tuple[Engine, RecordingObserver]:
+    """Another replica on the same store (it leads now) and the same workflow API."""
+    shared = MemoryHistory()
+    shared._histories = store._histories  # the same data: one store, another writer
+    shared._runs = store._runs
+    observer = RecordingObserver()
+    return Engine(shared, sink, observer), observer
+
+
+def test_the_sink_is_asked_only_after_the_intent_is_recorded() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    seen: list[History] = []
+
+    class Looking(FakeSink):
+        def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
+            seen.append(w.history())
+            return super().spawn(spec, scheduled_at)
+
+    w.engine.sink = Looking()
+    w.engine.tick(cron_workflow, at(5), at(5))
+
+    (claimed,) = seen
+    assert claimed.cursor == at(5)
+    assert claimed.active == (name_at(5),)
+    assert set(claimed.intents) == {name_at(5)}
+    assert w.history().intents == {}  # the record resolved it
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
+def test_a_crash_between_spawn_and_record_never_runs_the_instant_again(batch: bool) -> None:
+    """Issue: a leader stopped after it spawned and before its record landed was followed by
+    a successor that claimed and ran the same instant again; its other instants were later
+    recorded missed. Now the successor finds the instant decided and the run active."""
+    cron_workflow = make_cron_workflow()
+    store = SeveredHistory()
+    observer = RecordingObserver()
+    sink = CrashAfterSpawn(store)
+    engine = Engine(store, sink, observer)
+    engine.sync(cron_workflow, at(0))
+
+    tick = (
+        partial(engine.tick_many, [(cron_workflow, at(5))], at(5))
+        if batch
+        else partial(engine.tick, cron_workflow, at(5), at(5))
+    )
+    with pytest.raises(Deposed):
+        tick()
+
+    successor, seen = successor_of(store, sink)
+    successor.sync(cron_workflow, at(5.5))
+    successor.catch_up(cron_workflow, at(6))
+    results = successor.tick_many([(cron_workflow, at(5))], at(6))
+
+    assert results == [TickResult("AlreadyDecided")]
+    assert sink.spawn_calls == 1
+    assert seen.kinds == []  # nothing missed, nothing spawned again
+    history = successor.store.load(cron_workflow.key)
+    assert history is not None
+    assert history.active == (name_at(5),)
+    assert set(history.intents) == {name_at(5)}
+
+
+def test_a_forbid_cronworkflow_waits_for_a_claimed_run_of_unknown_outcome() -> None:
+    cron_workflow = make_cron_workflow(concurrency_policy="Forbid")
+    store = SeveredHistory()
+    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
+    engine.sync(cron_workflow, at(0))
+    with pytest.raises(Deposed):
+        engine.tick(cron_workflow, at(5), at(5))
+    successor, seen = successor_of(store, FakeSink())
+
+    result = successor.tick(cron_workflow, at(10), at(10))
+
+    assert result.kind == "Skipped"
+    assert seen.events[-1] == Skipped(
+        time=at(10),
+        key=cron_workflow.key,
+        scheduled_at=at(10),
+        reason=SkipReason.CONCURRENCY_FORBID,
+    )
+
+
+def test_the_completion_of_a_claimed_run_counts_it_once_and_dates_it() -> None:
+    """Reported by any replica: the run ran, so it is counted, and it was spawned."""
+    cron_workflow = make_cron_workflow()
+    store = SeveredHistory()
+    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
+    engine.sync(cron_workflow, at(0))
+    with pytest.raises(Deposed):
+        engine.tick(cron_workflow, at(5), at(5))
+    successor, seen = successor_of(store, FakeSink())
+
+    first = successor.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(7))
+    again = successor.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(8))
+
+    assert (first, again) == (True, False)
+    history = successor.store.load(cron_workflow.key)
+    assert history is not None
+    assert (history.succeeded, history.active, history.intents) == (1, (), {})
+    assert history.last_scheduled_time == at(5)
+    assert seen.kinds == ["Completed"]
+
+
+def test_a_run_nobody_can_observe_is_lost_once_with_its_own_event_and_counter() -> None:
+    cron_workflow = make_cron_workflow()
+    store = SeveredHistory()
+    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
+    engine.sync(cron_workflow, at(0))
+    with pytest.raises(Deposed):
+        engine.tick(cron_workflow, at(5), at(5))
+    successor, seen = successor_of(store, FakeSink())
+
+    assert successor.lose(cron_workflow, name_at(5), at(30)) is True
+    assert successor.lose(cron_workflow, name_at(5), at(31)) is False
+    late = successor.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(32))
+
+    history = successor.store.load(cron_workflow.key)
+    assert history is not None
+    assert (history.lost, history.failed, history.succeeded) == (1, 0, 0)
+    assert (history.active, history.intents, late) == ((), {}, False)
+    (lost,) = seen.events
+    assert isinstance(lost, Lost)
+    assert (lost.workflow, lost.scheduled_at, lost.claimed) == (name_at(5), at(5), True)
+    runs = successor.store.recent_runs(cron_workflow.key)  # type: ignore[attr-defined]
+    assert [(r.decision, r.reason) for r in runs] == [("Lost", "OutcomeUnknown")]
+
+
+def test_a_sink_that_is_unavailable_hands_the_claim_back_for_catch_up() -> None:
+    cron_workflow = make_cron_workflow(starting_deadline_seconds=60)
+    w = started(cron_workflow)
+    w.sink.spawn_errors.append(SinkUnavailable("the API server is unreachable"))
+
+    with pytest.raises(SinkUnavailable):
+        w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert (w.history().cursor, w.history().active, w.history().intents) == (at(0), (), {})
+    w.engine.catch_up(cron_workflow, at(5.5))
+    assert list(w.sink.workflows) == [name_at(5)]
+    assert w.history().active == (name_at(5),)
+
+
+@pytest.mark.parametrize("error", [OSError(24, "Too many open files"), ValueError("bad name")])
+def test_an_unexpected_sink_error_fails_that_instant_only(error: Exception) -> None:
+    """Issue: an OSError or ValueError of the local executor escaped the engine and abandoned
+    every CronWorkflow of the batch, never showing as a SubmissionError."""
+    first, second = make_cron_workflow(name="first"), make_cron_workflow(name="second")
+    w = world()
+    w.engine.sync(first, at(0))
+    w.engine.sync(second, at(0))
+    w.sink.spawn_errors.append(error)
+
+    results = w.engine.tick_many([(first, at(5)), (second, at(5))], at(5))
+
+    assert [r.kind for r in results] == ["Error", "Spawned"]
+    failed = results[0].events[-1]
+    assert isinstance(failed, Error)
+    assert failed.unexpected
+    assert failed.triggered
+    assert failed.reason is ErrorReason.SUBMISSION_ERROR
+    assert type(error).__name__ in failed.message
+    history = w.store.load("batch/first")
+    assert history is not None
+    assert (history.cursor, history.failed, history.active, history.intents) == (at(5), 1, (), {})
+    assert list(w.sink.workflows) == [workflow_name("second", at(5))]
+
+
+def test_an_unexpected_sink_error_of_a_single_tick_is_a_counted_failure() -> None:
+    cron_workflow = make_cron_workflow()
+    w = started(cron_workflow)
+    w.sink.spawn_errors.append(PermissionError(13, "Permission denied"))
+
+    result = w.engine.tick(cron_workflow, at(5), at(5))
+
+    assert result.kind == "Error"
+    assert w.history().failed == 1
+    assert w.history().active == ()
+    assert isinstance(result.events[-1], Error)
+    assert result.events[-1].unexpected
+    assert SinkError.__name__ not in result.events[-1].message  # the cause, not the wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# Catch-up goes through the tick order (DESIGN §5)
+
+
+@pytest.mark.parametrize("missed_listed", [None, 2])
+def test_a_suspended_cronworkflow_skips_the_instants_of_a_gap_never_missed(
+    missed_listed: int | None,
+) -> None:
+    cron_workflow = make_cron_workflow(suspend=True, starting_deadline_seconds=600)
+    w = started(cron_workflow)
+    w.engine.missed_listed = missed_listed
+
+    w.engine.catch_up(cron_workflow, at(31))
+
+    assert "Missed" not in w.observer.kinds
+    skipped = [e for e in w.observer.events if isinstance(e, Skipped)]
+    assert {e.reason for e in skipped} == {SkipReason.SUSPENDED}
+    assert sum(e.count for e in skipped) == 6  # 5, 10, ..., 30
+    assert w.history().cursor == at(30)
+    assert w.sink.spawn_calls == 0
+
+
+def test_a_stopped_cronworkflow_skips_the_instants_of_a_gap_as_stopped() -> None:
+    cron_workflow = make_cron_workflow(status=StatusSeed(phase="Stopped"))
+    w = world()
+    w.engine.sync(cron_workflow, at(0))
+    w.store.apply(cron_workflow.key, w.history(), lambda h: replace(h, phase=Phase.STOPPED))
+
+    w.engine.catch_up(cron_workflow, at(16))
+
+    assert [(e.kind, getattr(e, "reason", None)) for e in w.observer.events] == [
+        ("Skipped", SkipReason.STOPPED)
+    ] * 3
