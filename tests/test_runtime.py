@@ -34,7 +34,7 @@ from policies.workflow import workflow_name
 from scheduler.engine import Event, OneByOne, RunRecord, Stopped, StoreUnavailable, Transition
 from scheduler.executor import LocalExecutor
 from scheduler.metrics import CronWorkflowGauges
-from scheduler.redis_history import FencedOut, RedisHistory
+from scheduler.redis_history import FencedOut, RedisHistory, RedisRunReports
 from scheduler.runtime import _HELD_AT_MOST, Service, ServiceConfig, _Fanout
 from scheduler.timer import Due
 
@@ -110,6 +110,14 @@ class FlakyStore(OneByOne):
     def forget(self, key: str) -> None:
         self._enter(key)
         self.inner.forget(key)
+
+    def drop_cache(self) -> None:
+        self.inner.drop_cache()
+
+    def mark(self) -> bool:
+        if self.down:
+            raise StoreUnavailable("redis at 127.0.0.1:6379 is unreachable (test outage)")
+        return self.inner.mark()
 
     def history(self, key: str) -> History:
         history = self.inner.load(key)
@@ -204,6 +212,8 @@ class Harness:
             run_timeout=10.0,
         )
         options: dict[str, Any] = {"store": self.store, "clock": self.clock}
+        if "reports" in config:
+            options["reports"] = config.pop("reports")
         if leadership is not None:
             options["leadership"] = leadership
         service = Service(replace(settings, **config), **options)
@@ -813,3 +823,145 @@ def test_a_batch_from_the_timer_is_decided_with_the_collector_paused(harness: Ha
 
     assert seen == [False]
     assert gc.isenabled()
+
+
+# --------------------------------------------------------------------------------------------
+# Runs nobody here can observe; an empty store; a sink that cannot spawn (DESIGN §9)
+
+
+def reports_of(store: FlakyStore) -> RedisRunReports:
+    """The run reports queue on the same (in-process) Redis as the store."""
+    return RedisRunReports(store.inner._client)
+
+
+def test_a_run_that_ends_after_its_replica_was_deposed_is_reported_and_counted_once(
+    harness: Harness,
+) -> None:
+    """Issue: runs orphaned by a failover were never counted (12 of 322 in one session): a
+    paused leader's runs ended after another took over, and their completion was refused."""
+    harness.write(cron_workflow("report", script="sleep 0.5"))
+    reports = reports_of(harness.store)
+    deposed_lock = FakeLeadership(token=7)
+    first = harness.started(deposed_lock, reports=reports)
+    harness.clock.set(at(5, 0.1))
+    first.on_due("default/report", [at(5)])
+    assert harness.log(first, "report", at(5)).exists()
+    deposed_lock.lose()
+    wait_until(lambda: not first.is_leader(), "the first replica to step down")
+
+    wait_until(lambda: reports.take(10)[0] == 1, "the run's end to be reported")
+    assert harness.store.history("default/report").succeeded == 0
+    second = harness.started(
+        FakeLeadership(token=8), reports=reports, state_dir=harness.tmp_path / "b"
+    )
+
+    wait_until(succeeded(harness.store, "default/report"), "the leader to count the report")
+    history = harness.store.history("default/report")
+    assert (history.succeeded, history.active, history.intents) == (1, (), {})
+    wait_until(lambda: reports.take(10)[0] == 0, "the report to be dropped once counted")
+    assert second.is_leader()
+
+
+def test_an_active_run_nobody_can_observe_is_lost_after_the_bound(harness: Harness) -> None:
+    """A run of a replica that died (its own state folder): no process here runs it and no
+    report comes. It does not stay active for ever (a Forbid CronWorkflow would never run
+    again): after --lost-after, or the run's own time limit, it is lost."""
+    harness.write(cron_workflow("report", concurrencyPolicy="Forbid"))
+    orphan = workflow_name("report", at(5))
+    seed = History(cursor=at(5), signature=EVERY_FIVE_ON_LEAP_DAY, active=(orphan,))
+    harness.store.inner.apply("default/report", seed, lambda h: h)
+    harness.clock.set(at(5 + 10 + 1.5))  # the run's limit (10 s) + 1 min grace < 15 min bound
+
+    service = harness.started(FakeLeadership(token=7), lost_after=900.0)
+    assert harness.store.history("default/report").active == (orphan,)
+    harness.clock.set(at(5 + 15, 1))
+    service._next_sweep = 0.0
+
+    wait_until(lambda: harness.store.history("default/report").active == (), "the run lost")
+    history = harness.store.history("default/report")
+    assert (history.lost, history.failed, history.succeeded) == (1, 0, 0)
+    records = {r.scheduled_at: r for r in harness.store.runs("default/report")}
+    assert (records[at(5)].decision, records[at(5)].workflow) == ("Lost", orphan)
+    assert (
+        scrape(service)[
+            (
+                "cronwf_lost_total",
+                (("name", "report"), ("namespace", "default"), ("reason", "OutcomeUnknown")),
+            )
+        ]
+        == 1
+    )
+
+
+def test_a_run_of_this_replica_is_never_lost_while_it_runs(harness: Harness) -> None:
+    harness.write(cron_workflow("report", script="sleep 2"))
+    service = harness.started(FakeLeadership(token=7), lost_after=0.0)
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    harness.clock.set(at(60))  # far past any bound but the run's own limit
+    service._next_sweep = 0.0
+    time.sleep(0.3)  # a sweep happens within a housekeeping round (0.1 s)
+
+    assert harness.store.history("default/report").lost == 0
+    wait_until(succeeded(harness.store, "default/report"), "the run to end and be counted")
+
+
+def test_an_empty_store_is_reseeded_from_the_run_logs(harness: Harness) -> None:
+    """Issue: an empty Redis reset some counters, kept stale ones, and silently dropped the
+    instant at the restart. Every CronWorkflow is now re-seeded from what the state folder
+    knows: the newest instant run (the cursor) and the runs whose end is logged."""
+    harness.write(cron_workflow("report", startingDeadlineSeconds=600))
+    runs = harness.tmp_path / "state" / "runs" / "default"
+    runs.mkdir(parents=True)
+    for minute, phase in ((0, "Succeeded"), (5, "Failed"), (10, "Succeeded")):
+        name = workflow_name("report", at(minute))
+        (runs / f"{name}.log").write_text(f"# workflow default/{name}\n# {phase}: exit code 0\n")
+    harness.clock.set(at(16))
+
+    harness.started(FakeLeadership(token=7))
+
+    history = harness.store.history("default/report")
+    assert (history.succeeded, history.failed) == (2, 1)
+    assert history.last_scheduled_time == at(15)  # 15 was caught up: inside the deadline
+    assert history.cursor == at(15)
+
+
+def test_a_service_whose_every_spawn_fails_unexpectedly_is_not_ready(harness: Harness) -> None:
+    """Issue: an OSError of the local executor (an unwritable state folder) abandoned the
+    batch and /readyz stayed 200 with nothing firing."""
+    harness.write(cron_workflow("report"), cron_workflow("backup"))
+    service = harness.started(FakeLeadership(token=7))
+    runs = harness.tmp_path / "state" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "default").write_text("not a folder: every spawn fails\n")
+
+    for minute in (5, 10):
+        harness.clock.set(at(minute, 0.1))
+        service.on_due_many(
+            [Due(key, (at(minute),), at(minute)) for key in ("default/report", "default/backup")]
+        )
+
+    state = service.ready()
+    assert not state.ready
+    assert "sinkError" in state.detail
+    assert harness.store.history("default/report").failed == 2
+    (runs / "default").unlink()
+    harness.clock.set(at(15, 0.1))
+    service.on_due("default/report", [at(15)])
+    assert service.ready().ready
+
+
+def test_a_graceful_shutdown_leaves_its_stopped_runs_uncounted_and_not_active(
+    harness: Harness,
+) -> None:
+    """So that a Forbid CronWorkflow runs again after a restart (as a deleted Workflow)."""
+    harness.write(cron_workflow("report", script="sleep 5"))
+    service = harness.started(FakeLeadership(token=7))
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    assert harness.store.history("default/report").active
+
+    service.shutdown()
+
+    history = harness.store.history("default/report")
+    assert (history.active, history.succeeded, history.failed) == ((), 0, 0)
