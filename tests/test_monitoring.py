@@ -52,6 +52,7 @@ ALERTS: dict[str, tuple[str, str, str]] = {
     "CronWorkflowLate": ("critical", "service", "1m"),
     "CronWorkflowNoRecentSuccess": ("warning", "cronworkflow", "5m"),
     "CronWorkflowStopped": ("info", "cronworkflow", "0m"),
+    "CronWorkflowLostRuns": ("warning", "cronworkflow", "0m"),
     "CronWorkflowSpawnErrors": ("warning", "cronworkflow", "0m"),
     "CronWorkflowSpecErrors": ("warning", "cronworkflow", "0m"),
     "CronwfNoLeader": ("critical", "service", "2m"),
@@ -66,6 +67,7 @@ PER_CRON_WORKFLOW = frozenset(
         "CronWorkflowLate",
         "CronWorkflowNoRecentSuccess",
         "CronWorkflowStopped",
+        "CronWorkflowLostRuns",
         "CronWorkflowSpawnErrors",
     }
 )
