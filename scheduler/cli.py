@@ -822,12 +822,20 @@ def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "phase": history.phase.value,
         "succeeded": history.succeeded,
         "failed": history.failed,
+        "lost": history.lost,
         "consecutiveSucceeded": history.consecutive_succeeded,
         "consecutiveFailed": history.consecutive_failed,
         "lastScheduledTime": _time(history.last_scheduled_time),
         "lastSucceededTime": _time(history.last_succeeded_time),
         "cursor": _time(history.cursor),
         "active": list(history.active),
+        "claimed": {
+            workflow: {
+                "scheduledTime": _time(intent.scheduled_at),
+                "claimedAt": _time(intent.claimed_at),
+            }
+            for workflow, intent in history.intents.items()
+        },
         "conditions": dict(history.conditions),
         "runs": [
             {
@@ -848,12 +856,18 @@ def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     out.write(
         f"{key}  phase={report['phase'] or '-'}  succeeded={history.succeeded}  "
-        f"failed={history.failed}  consecutiveSucceeded={history.consecutive_succeeded}  "
+        f"failed={history.failed}  lost={history.lost}  "
+        f"consecutiveSucceeded={history.consecutive_succeeded}  "
         f"consecutiveFailed={history.consecutive_failed}\n"
         f"lastScheduledTime={report['lastScheduledTime'] or '-'}  "
         f"lastSucceededTime={report['lastSucceededTime'] or '-'}  cursor={report['cursor'] or '-'}"
         f"  active={','.join(history.active) or '-'}\n"
     )
+    for workflow, intent in history.intents.items():
+        out.write(
+            f"claimed {workflow}: scheduled {_time(intent.scheduled_at)}, claimed "
+            f"{_time(intent.claimed_at)}, its spawn not recorded yet (outcome unknown)\n"
+        )
     for condition, message in history.conditions.items():
         out.write(f"condition {condition}: {message}\n")
     out.write(f"\n{'SCHEDULED':<21} {'DECISION':<9} {'REASON':<18} {'WORKFLOW':<40} PHASE\n")
