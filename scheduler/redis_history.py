@@ -92,7 +92,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -245,7 +245,9 @@ def _encode_conditions(conditions: Mapping[str, str]) -> str:
 
 
 def _encode_intents(intents: Mapping[str, Intent]) -> str:
-    return json.dumps(
+    if not intents:
+        return "{}"
+    return _COMPACT.encode(
         {
             workflow: [
                 encode_time(intent.scheduled_at),
@@ -446,12 +448,11 @@ class Fence(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """The state as last read or written: its version, its raw fields, its history."""
+    """The state as last read or written: its version and its history."""
 
     version: str
-    fields: Mapping[str, str]
     history: History | None
     fence: str | None = None
     """The fence this replica held when it read or wrote this state (None: unfenced)."""
@@ -459,10 +460,10 @@ class _Snapshot:
     @classmethod
     def parse(cls, fields: Mapping[str, str]) -> _Snapshot:
         version = fields.get("version", "")
-        return cls(version, fields, _decode_history(fields) if fields else None)
+        return cls(version, _decode_history(fields) if fields else None)
 
 
-_ABSENT = _Snapshot("", {}, None)
+_ABSENT = _Snapshot("", None)
 
 
 @dataclass(frozen=True)
@@ -686,7 +687,7 @@ class RedisHistory:
             arg for run in change.runs for arg in (encode_time(run.scheduled_at), _encode_run(run))
         ]
         keys = [*self.keys(change.key), *self._fence_keys_and_value()[0]]
-        state = _Snapshot(version, {**snapshot.fields, **fields, "version": version}, after)
+        state = _Snapshot(version, after)
         return _Write(before, after, bool(changes), state, keys, args)
 
     def _settle(
@@ -794,7 +795,8 @@ class RedisHistory:
     def _remember(self, key: str, snapshot: _Snapshot) -> None:
         fence = self._fence.value if self._fence is not None else None
         with self._snapshots_guard:
-            self._snapshots[key] = replace(snapshot, fence=fence)
+            # Built directly: dataclasses.replace costs more than the rest of a small write.
+            self._snapshots[key] = _Snapshot(snapshot.version, snapshot.history, fence)
 
     def _forget_snapshot(self, key: str) -> None:
         with self._snapshots_guard:
