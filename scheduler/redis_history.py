@@ -877,16 +877,36 @@ def connect(url: str, **options: Any) -> RedisClient:
     """A client of the Redis at ``url`` (``redis://``, ``rediss://``, ``unix://``) for a
     history store and a leader lock to share.
 
-    Defaults bound every call (1 s to connect, 2 s per reply) and reconnect with 3 retries and
-    jittered exponential backoff (50 ms doubling, at most 1 s): an outage surfaces as
-    :class:`StoreUnavailable` within seconds, and a restarted server is picked up by the same
-    client on the next call. ``options`` go to ``redis.Redis.from_url`` and override these.
+    The defaults make every call to a Redis that stops answering (a partition: the sockets
+    stay open, nothing comes back) fail within about 2 s, 3 s at worst, well inside the lock
+    TTL, so that the service reports the store unreachable before another replica may take
+    the lead. (The former 2 s timeout with 3 retries took 8.4 s a call, 15.7 s when the
+    network dropped new connections too.)
+
+    * ``socket_timeout`` 1 s bounds each wait for the next bytes of a reply, not a whole
+      reply: a pipeline of 10,000 scripts keeps receiving replies while the server works
+      through it, so a healthy server never keeps it waiting that long.
+    * One retry, after a jittered backoff of at most 0.25 s, on a new connection: it rides
+      over a connection the server or the network closed (a restart, a failover, an idle
+      timeout) and gives up on a silent server after 2 x 1 s. redis-py retries the whole
+      call, connection handshake included, so every retry costs a timeout.
+    * ``socket_connect_timeout`` 1 s: where even the TCP handshake goes unanswered (dropped
+      SYNs), redis-py also retries the connect inside the call's retry: 1 + 2 x 1 s.
+    * No ``health_check_interval``: redis-py would PING a connection idle for longer than
+      the interval before using it, with retries of its own nested inside the call's
+      (around each handshake too), which against a silent server multiplies the time to
+      fail (15 to 34 s with the former defaults). What the check would catch is caught
+      anyway: the pool discards a connection the server closed before handing it out, and
+      the call's retry replaces one that died silently.
+
+    A restarted server is picked up by the same client on the next call. ``options`` go to
+    ``redis.Redis.from_url`` and override these.
     """
     defaults: dict[str, Any] = {
         "socket_connect_timeout": 1.0,
-        "socket_timeout": 2.0,
-        "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries=3),
-        "health_check_interval": 30,
+        "socket_timeout": 1.0,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), retries=1),
+        "health_check_interval": 0,
         "decode_responses": True,
         "client_name": "cronwf",
     }

@@ -392,10 +392,14 @@ class RedisProxy:
         self._wake()
 
     def cut(self, *, reset: bool = False) -> None:
-        """Close every connection, client and server side (clients see EOF, or a reset with
-        ``reset``); connections made afterwards work as usual (frozen, if paused)."""
-        if threading.current_thread() is self._thread:
-            self._cut_now(reset)
+        """Close every connection, client and server side; connections made afterwards work
+        as usual (frozen, if paused).
+
+        Clients see EOF, or a reset with ``reset`` (also, as the kernel does, when the proxy
+        had not read all they sent, e.g. while paused)."""
+        if threading.current_thread() is self._thread:  # from on_pause
+            with self._lock:
+                self._cut_now(reset)
             return
         with self._changed:
             self._cuts_asked += 1
@@ -473,11 +477,10 @@ class RedisProxy:
         with self._lock:
             self._closing = True
         self._wake()
-        if self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread():  # else it stops after on_pause
             self._thread.join(_CONTROL_TIMEOUT)
             if self._thread.is_alive():
                 raise RuntimeError("the proxy's thread did not stop")
-        self._close_own_sockets()
         errors, self._errors = self._errors, []
         if errors:
             raise RuntimeError(f"the Redis proxy failed: {errors[0]!r}") from errors[0]
@@ -522,6 +525,7 @@ class RedisProxy:
             with self._changed:
                 for link in list(self._links.values()):
                     self._drop(link)
+                self._close_own_sockets()
                 self._stopped = True
                 self._changed.notify_all()
 
@@ -603,8 +607,8 @@ class RedisProxy:
             entry = Command(link.number, tuple(value.args))
             self._log.append(entry)
             self._seen += 1
-            name = value.args[0].upper()
-            reply_option = name == b"CLIENT" and value.args[1:2] in ([b"REPLY"], [b"reply"])
+            name, *rest = (arg.upper() for arg in value.args[:2])
+            reply_option = name == b"CLIENT" and rest == [b"REPLY"]
             if name in _UNTRACKED or reply_option:
                 self._untrack(link)
                 return

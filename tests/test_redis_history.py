@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -19,6 +20,7 @@ import pytest
 import redis
 from conftest import RedisServer
 from redis.crc import key_slot
+from redis_proxy import RedisProxy
 
 from policies.decision import History, claimable, record_claim, record_spawn
 from scheduler.engine import Change, RunRecord, StoreUnavailable
@@ -521,6 +523,67 @@ def test_the_leader_lock_raises_store_unavailable_during_an_outage(server: Redis
     for operation in (lock.try_acquire, lock.holder):
         with pytest.raises(StoreUnavailable, match="unreachable"):
             operation()
+
+
+# -- a silent Redis: connect()'s timeouts and retries
+
+SILENT_BOUND = 3.0  # seconds a call to a Redis that answers nothing may take to give up
+BATCH = 10_000  # the most ticks a worker takes in one batch
+
+
+@pytest.fixture
+def proxy(redis_client: redis.Redis, redis_server: RedisServer) -> Iterator[RedisProxy]:
+    """The session server (emptied) behind a proxy that can silence it."""
+    with RedisProxy("127.0.0.1", redis_server.port) as running:
+        yield running
+
+
+def test_a_silent_redis_fails_every_call_quickly_and_the_same_store_carries_on_after(
+    proxy: RedisProxy,
+) -> None:
+    """Sockets open, nothing answers: on the connection in use and on a new one alike."""
+    store = RedisHistory.from_url(proxy.url)
+    _, kept = store.apply(KEY, SEED, increment)
+    proxy.pause()
+
+    for connection in ("the pooled connection", "a new connection"):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            store.load(KEY)
+        assert time.monotonic() - started < SILENT_BOUND, connection
+
+    proxy.resume()
+    assert store.load(KEY) == kept
+
+
+def test_the_leader_lock_fails_as_quickly_on_a_silent_redis(proxy: RedisProxy) -> None:
+    lock = RedisLeaderLock(connect(proxy.url), "replica-a")
+    assert lock.try_acquire() is not None
+    proxy.pause()
+
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        lock.renew()
+
+    assert time.monotonic() - started < SILENT_BOUND
+
+
+def test_a_batch_of_10_000_scripts_in_one_pipeline_takes_no_timeout(
+    redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """The reply timeout bounds each wait for bytes, not the whole batch, which a healthy
+    server answers as it goes."""
+    client = connect(redis_server.url)
+    lock = RedisLeaderLock(client, "replica-a")
+    store = RedisHistory(client, fence=lock)
+    lock.try_acquire()
+    keys = [f"default/cron-{i:05d}" for i in range(BATCH)]
+
+    assert store.claim_many([(key, at(1)) for key in keys]) == [True] * BATCH
+    written = store.apply_many([Change(key, SEED, increment) for key in keys])
+
+    assert [after.succeeded for _, after in written] == [1] * BATCH
+    assert RedisHistory(client).load(keys[-1]) == replace(SEED, succeeded=1)
 
 
 # --------------------------------------------------------------------------------------------

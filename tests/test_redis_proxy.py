@@ -156,6 +156,20 @@ def test_a_pipeline_of_100_commands_passes_through_intact_and_counts_each_comman
     assert all(c.reply is not None for c in proxy.commands(command("GET")))
 
 
+def test_the_log_keeps_the_most_recent_commands_and_the_count_all(
+    redis_server: RedisServer,
+) -> None:
+    echoes = [str(i) for i in range(25)]
+    replies = b"".join(b"$%d\r\n%s\r\n" % (len(e), e.encode()) for e in echoes)
+    with RedisProxy("127.0.0.1", redis_server.port, log_size=10) as proxy:
+        with raw_client(proxy) as sock:
+            sock.sendall(b"".join(pack("ECHO", echo) for echo in echoes))
+            assert receive(sock, len(replies)) == replies
+
+        assert [c.args for c in proxy.commands()] == [(b"ECHO", e.encode()) for e in echoes[15:]]
+        assert proxy.command_count == 25
+
+
 def test_binary_payloads_survive_both_ways_and_are_read_as_one_argument(
     proxy: RedisProxy,
 ) -> None:
@@ -461,6 +475,18 @@ def test_on_pause_runs_once_the_proxy_is_paused_and_before_the_event_is_set(
 
     assert seen == [(True, False)], "one-shot: the second ECHO does not pause"
     assert not proxy.paused
+
+
+def test_on_pause_may_cut_the_connections_right_after_the_reply(proxy: RedisProxy) -> None:
+    """A loud partition at an exact point: the matching reply arrives, then EOF."""
+    paused = proxy.pause_after_reply(command("ECHO"), on_pause=proxy.cut)
+
+    with raw_client(proxy) as sock:
+        sock.sendall(pack("ECHO", "last") + pack("PING"))
+        assert paused.wait(WAIT)
+        assert receive(sock, 10) == b"$4\r\nlast\r\n"
+        assert closed_by_peer(sock)
+    proxy.resume()
 
 
 def test_a_disarmed_trigger_never_fires_and_one_trigger_is_armed_at_a_time(
