@@ -964,6 +964,7 @@ class Service:
             degraded = self._degraded
             count = len(self._catalog)
             invalid = sum(1 for cw in self._catalog.values() if not cw.valid)
+        sources = self._applied or Snapshot()
         return Readiness(
             sources_loaded=self._sources_loaded,
             store_reachable=degraded is None,
@@ -973,4 +974,10 @@ class Service:
                 "invalid": invalid,
                 **({"storeError": degraded} if degraded else {}),
             },
+            listing_errors=sources.scan_errors,
+            file_errors=sources.problems,
         )
+
+    def manifest_errors(self) -> dict[str, int]:
+        """Folders that cannot be listed and manifests that fail to load, as last applied."""
+        return (self._applied or Snapshot()).error_counts()

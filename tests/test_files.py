@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from unprivileged import unprivileged, unprivileged_folder
@@ -316,8 +317,8 @@ class FailingFileSystem:
         self.unreadable: dict[Path, OSError] = {}
         real_scandir, real_read_bytes = os.scandir, Path.read_bytes
 
-        def scandir(path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
-            error = self.unlistable.get(Path(path))
+        def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
+            error = None if isinstance(path, int) else self.unlistable.get(Path(path))
             if error is not None:
                 raise error
             return real_scandir(path)

@@ -392,8 +392,8 @@ def unlistable(monkeypatch: pytest.MonkeyPatch, folder: Path, error: OSError) ->
     (the tests run as root, where ``chmod 000`` stops nothing)."""
     real_scandir = os.scandir
 
-    def scandir(path: str | os.PathLike[str]) -> Iterator[os.DirEntry[str]]:
-        if Path(path) == folder:
+    def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
+        if not isinstance(path, int) and Path(path) == folder:
             raise error
         return real_scandir(path)
 
