@@ -8,27 +8,57 @@ while a file fails to parse, the CronWorkflows it defined *before* keep running 
 (like ``kubectl apply`` of a broken manifest, which changes nothing) and the error is reported
 once per change.
 
+The catalog takes a CronWorkflow missing from a snapshot for deleted, and deletes its history.
+So only a successful listing may make a CronWorkflow disappear; an error never does:
+
+* A folder that cannot be listed (permission denied, too many open files, an I/O error, a
+  volume being remounted) is a *scan error*: the files that were under it keep what they
+  defined, and the next successful listing tells what really changed.
+* A configured path (``--manifests``) that existed and is gone, or that was a folder and is
+  now a file (or the other way round), is a scan error too, not a deletion: a mounted volume
+  that disappears for a moment looks exactly like that. To remove CronWorkflows, delete (or
+  empty) their files; a configured path that was never there defines nothing and is not an
+  error.
+* A file that cannot be read keeps what it defined, like a file that fails to parse, and is
+  read again at the next poll.
+
+Scan errors are logged once per change (and once more when they clear), and carried by every
+snapshot so that the service can report them (``/readyz``, ``cronwf_manifest_errors``).
+
 A poll returns a :class:`Snapshot` of every CronWorkflow by key; the catalog diffs snapshots.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from policies.spec import CronWorkflowSpec
-from scheduler.manifests import LoadedCronWorkflow, ManifestError, find_manifest_files, load_paths
+from scheduler.manifests import (
+    LoadedCronWorkflow,
+    ManifestError,
+    describe_listing_error,
+    describe_os_error,
+    load_bytes,
+    scan_manifest_files,
+)
 
 __all__ = ["FileProblem", "FileSource", "Snapshot"]
 
 log = logging.getLogger(__name__)
 
+_KEPT = "the CronWorkflows it defined keep running unchanged until it can be read again"
+_UNREAD = (-1, -1)
+"""The signature of a file that could not be read: any real one differs, so it is read again."""
+
 
 @dataclass(frozen=True)
 class FileProblem:
-    """A file (or document) that could not be loaded, with its messages."""
+    """A file (or document, or folder) that could not be loaded, with its messages."""
 
     file: str
     messages: tuple[str, ...]
@@ -36,10 +66,25 @@ class FileProblem:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every CronWorkflow found, by ``namespace/name``, and the files that failed."""
+    """Every CronWorkflow found, by ``namespace/name``, and what could not be loaded."""
 
     cron_workflows: dict[str, CronWorkflowSpec] = field(default_factory=dict)
     problems: tuple[FileProblem, ...] = ()
+    """Files that fail to load now (unreadable, invalid YAML, not a usable manifest) and
+    definitions ignored as duplicates. Each keeps what it defined before; none of them stops
+    the service from doing its job for the rest."""
+    scan_errors: tuple[FileProblem, ...] = ()
+    """Folders and configured paths that cannot be listed now, sorted by path. Every file that
+    was under them keeps what it defined before, but files added, changed or removed there
+    are not seen until the folder can be listed again."""
+
+    def error_counts(self) -> dict[str, int]:
+        """How many folders cannot be listed (``listing``) and how many files have a problem
+        (``file``), now."""
+        return {
+            "listing": len(self.scan_errors),
+            "file": len({problem.file for problem in self.problems}),
+        }
 
 
 @dataclass
@@ -49,22 +94,78 @@ class _FileState:
     problem: FileProblem | None
 
 
+@dataclass
+class _Listing:
+    """One pass over the configured paths."""
+
+    files: list[Path] = field(default_factory=list)
+    unknown: list[Path] = field(default_factory=list)
+    """Paths whose content is unknown this time: what was under them is kept."""
+    errors: dict[Path, str] = field(default_factory=dict)
+    """The message of each scan error, by path."""
+
+
 class FileSource:
     """Polls ``paths`` (files or folders) and returns what they define."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self._paths = [Path(p) for p in paths]
         self._files: dict[Path, _FileState] = {}
+        self._found: dict[Path, bool] = {}
+        """Each configured path seen at least once, and whether it was a folder."""
+        self._scan_errors: dict[Path, str] = {}
         self._last: Snapshot | None = None
 
-    def _current_files(self) -> list[Path]:
-        found: list[Path] = []
+    def _list(self) -> _Listing:
+        listing = _Listing()
         for path in self._paths:
-            if path.is_dir():
-                found.extend(find_manifest_files(path))
-            elif path.exists():
-                found.append(path)
-        return found
+            try:
+                is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+            except OSError as error:
+                absent = isinstance(error, FileNotFoundError | NotADirectoryError)
+                if absent and path not in self._found:
+                    continue  # never there: it defines nothing (yet)
+                listing.unknown.append(path)
+                listing.errors[path] = self._describe_root_error(path, error, absent)
+                continue
+            was_folder = self._found.setdefault(path, is_folder)
+            if is_folder != was_folder:
+                listing.unknown.append(path)
+                listing.errors[path] = (
+                    f"{path}: the configured {'folder' if was_folder else 'file'} is now a "
+                    f"{'folder' if is_folder else 'file'}; {_KEPT} (to change what a configured "
+                    "path is, restart the service)"
+                )
+                continue
+            if not is_folder:
+                listing.files.append(path)
+                continue
+            scan = scan_manifest_files(path)
+            listing.files.extend(scan.files)
+            for failure in scan.failures:
+                listing.unknown.append(failure.folder)
+                if not failure.vanished:
+                    listing.errors[failure.folder] = (
+                        f"{failure.folder}: cannot list the folder: {failure.reason}; the "
+                        "CronWorkflows of the files under it keep running unchanged until it "
+                        "can be listed again"
+                    )
+        return listing
+
+    def _describe_root_error(self, path: Path, error: OSError, absent: bool) -> str:
+        was_folder = self._found.get(path)
+        what = "path" if was_folder is None else "folder" if was_folder else "file"
+        if absent:
+            return (
+                f"{path}: the configured {what} is gone ({describe_os_error(error)}); the "
+                "CronWorkflows it defined keep running unchanged until it is back: a "
+                "configured path that disappears is taken for an unmounted volume, not a "
+                "deletion (to remove CronWorkflows, delete or empty their files)"
+            )
+        return (
+            f"{path}: cannot examine the configured {what}: {describe_listing_error(error)}; "
+            f"{_KEPT}"
+        )
 
     def poll(self) -> Snapshot:
         """Re-read the files that changed; returns the whole current picture.
@@ -72,20 +173,30 @@ class FileSource:
         When nothing changed it returns the very same :class:`Snapshot` object, so a caller
         can skip its own comparison of thousands of CronWorkflows with an identity check.
         """
-        changed = False
+        listing = self._list()
+        changed = self._report(listing.errors)
         seen: set[Path] = set()
-        for path in self._current_files():
+        if listing.unknown:
+            unknown = set(listing.unknown)
+            seen.update(
+                path
+                for path in self._files
+                if path in unknown or not unknown.isdisjoint(path.parents)
+            )
+        for path in listing.files:
             seen.add(path)
             try:
-                stat = path.stat()
-            except OSError:
+                status = path.stat()
+            except FileNotFoundError:
                 continue  # removed between listing and stat: the next poll sees it gone
-            signature = (stat.st_mtime_ns, stat.st_size)
+            except OSError as error:
+                changed |= self._store(path, self._unreadable(path, error, self._files.get(path)))
+                continue
+            signature = (status.st_mtime_ns, status.st_size)
             state = self._files.get(path)
             if state is not None and state.signature == signature:
                 continue
-            self._files[path] = self._load(path, signature, state)
-            changed = True
+            changed |= self._store(path, self._load(path, signature, state))
         for gone in set(self._files) - seen:
             log.info("manifest file removed: %s", gone)
             del self._files[gone]
@@ -94,8 +205,35 @@ class FileSource:
             self._last = self._snapshot()
         return self._last
 
-    def _load(self, path: Path, signature: tuple[int, int], old: _FileState | None) -> _FileState:
-        manifests = load_paths([path])
+    def _report(self, errors: dict[Path, str]) -> bool:
+        """Log the scan errors that are new or changed, and those that cleared."""
+        if errors == self._scan_errors:
+            return False
+        for path, message in sorted(errors.items()):
+            if self._scan_errors.get(path) != message:
+                log.error("cannot list manifests: %s", message)
+        for path in sorted(set(self._scan_errors) - set(errors)):
+            log.info("manifests listed again under %s: its files are loaded as they are now", path)
+        self._scan_errors = dict(errors)
+        return True
+
+    def _store(self, path: Path, state: _FileState | None) -> bool:
+        """Keep ``state`` for ``path``; whether that changed anything."""
+        if state is None or state == self._files.get(path):
+            return False
+        self._files[path] = state
+        return True
+
+    def _load(
+        self, path: Path, signature: tuple[int, int], old: _FileState | None
+    ) -> _FileState | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None  # removed between stat and read: the next poll sees it gone
+        except OSError as error:
+            return self._unreadable(path, error, old)
+        manifests = load_bytes(raw, str(path))
         specs: dict[str, CronWorkflowSpec] = {}
         messages: list[str] = []
         for entry in manifests.entries:
@@ -117,6 +255,17 @@ class FileSource:
             kept = old.specs if old is not None else specs
             return _FileState(signature, kept, FileProblem(str(path), tuple(messages)))
         return _FileState(signature, specs, None)
+
+    @staticmethod
+    def _unreadable(path: Path, error: OSError, old: _FileState | None) -> _FileState:
+        """A file that cannot be read keeps what it defined; it is read again next time."""
+        problem = FileProblem(
+            str(path),
+            (f"{path}: cannot read the file: {describe_os_error(error)}; {_KEPT}",),
+        )
+        if old is None or old.problem != problem:
+            log.error("cannot load manifest: %s", problem.messages[0])
+        return _FileState(_UNREAD, old.specs if old is not None else {}, problem)
 
     def _snapshot(self) -> Snapshot:
         cron_workflows: dict[str, CronWorkflowSpec] = {}
@@ -140,4 +289,8 @@ class FileSource:
                     continue
                 cron_workflows[key] = spec
                 origin[key] = path
-        return Snapshot(cron_workflows, tuple(problems))
+        scan_errors = tuple(
+            FileProblem(str(path), (message,))
+            for path, message in sorted(self._scan_errors.items())
+        )
+        return Snapshot(cron_workflows, tuple(problems), scan_errors)

@@ -3,9 +3,15 @@
 One small threaded server from the standard library: the endpoints are read by Prometheus and
 by the kubelet's probes, a few requests a second at most, so a framework would add weight and
 nothing else. Liveness says the process is serving; readiness says whether it can do its job
-(sources loaded, store reachable) and reports the leadership state, so ``kubectl describe``
-and a curl tell an operator what is wrong. A standby replica is ready: it is healthy and will
-take over; leadership is reported, not required.
+(sources loaded and listable, store reachable) and reports the leadership state, so ``kubectl
+describe`` and a curl tell an operator what is wrong. A standby replica is ready: it is
+healthy and will take over; leadership is reported, not required.
+
+A manifest folder that cannot be listed makes the service unready: its CronWorkflows keep
+running as they were, but what is added, changed or removed there goes unseen, so the service
+no longer follows its sources. A file that fails to load does not: every other CronWorkflow
+follows its file, and the broken one keeps its last good definition, as a failed ``kubectl
+apply`` changes nothing. Both are listed under ``sourceErrors`` (a few, with the total).
 """
 
 from __future__ import annotations
@@ -20,9 +26,15 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["Readiness", "StatusServer"]
+from scheduler.files import FileProblem
+
+__all__ = ["SOURCE_ERRORS_SHOWN", "Readiness", "StatusServer"]
 
 log = logging.getLogger(__name__)
+
+SOURCE_ERRORS_SHOWN = 10
+"""``sourceErrors`` lists at most this many (a fleet of broken files would make a huge probe
+reply); ``sourceErrorCount`` says how many there are."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +47,32 @@ class Readiness:
     detail: dict[str, Any]
     sink_working: bool = True
     """False while every recent spawn failed unexpectedly: nothing can be spawned."""
+    listing_errors: tuple[FileProblem, ...] = ()
+    """Folders (or configured paths) that cannot be listed now: not ready while there is one."""
+    file_errors: tuple[FileProblem, ...] = ()
+    """Files that fail to load now: reported, no reason to be unready."""
+
+    @property
+    def sources_listed(self) -> bool:
+        return not self.listing_errors
 
     @property
     def ready(self) -> bool:
-        return self.sources_loaded and self.store_reachable and self.sink_working
+        return (
+            self.sources_loaded
+            and self.sources_listed
+            and self.store_reachable
+            and self.sink_working
+        )
+
+    def source_errors(self) -> list[dict[str, str]]:
+        """Every message of the listing errors, then of the file errors."""
+        return [
+            {"kind": kind, "file": problem.file, "message": message}
+            for kind, problems in (("listing", self.listing_errors), ("file", self.file_errors))
+            for problem in problems
+            for message in problem.messages
+        ]
 
 
 class StatusServer:
@@ -63,13 +97,17 @@ class StatusServer:
                     self._send(200, b"ok\n", "text/plain; charset=utf-8")
                 elif path == "/readyz":
                     state = readiness_()
+                    errors = state.source_errors()
                     body = {
                         "ready": state.ready,
                         "sourcesLoaded": state.sources_loaded,
+                        "sourcesListed": state.sources_listed,
                         "storeReachable": state.store_reachable,
                         "sinkWorking": state.sink_working,
                         "leader": state.leader,
                         **state.detail,
+                        "sourceErrors": errors[:SOURCE_ERRORS_SHOWN],
+                        "sourceErrorCount": len(errors),
                     }
                     self._send(
                         200 if state.ready else 503,

@@ -19,14 +19,20 @@ Loading is deliberately close to what `kubectl apply` would accept:
 - Folders are searched recursively for `*.yaml` and `*.yml`, in sorted order. Hidden entries
   are skipped: a ConfigMap mounted as a volume keeps a second copy of every file under
   `..data/`, which would otherwise load each CronWorkflow twice.
+- A folder that cannot be listed is an error naming it, never an empty folder: `os.walk`
+  would skip it silently, and to the file-watching catalog "no files" means "delete every
+  CronWorkflow", so an unreadable folder (a permission change, too many open files, a volume
+  being remounted) would look like a mass deletion.
 
 Semantic validation (schedules, timezone...) is not done here; see `policies.validation`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,17 +53,23 @@ from scheduler.model import (
 )
 
 __all__ = [
+    "ListingFailure",
     "LoadedCronWorkflow",
     "ManifestEntry",
     "ManifestError",
+    "ManifestFiles",
     "ManifestItem",
     "ManifestNotice",
     "ManifestSet",
     "Source",
+    "describe_listing_error",
+    "describe_os_error",
     "find_manifest_files",
+    "load_bytes",
     "load_document",
     "load_paths",
     "load_text",
+    "scan_manifest_files",
 ]
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -169,17 +181,92 @@ def load_paths(paths: Iterable[str | os.PathLike[str]]) -> ManifestSet:
     return result
 
 
-def find_manifest_files(folder: Path) -> list[Path]:
-    """The `*.yaml` and `*.yml` files under `folder`, recursively, sorted, hidden ones skipped."""
+@dataclass(frozen=True)
+class ListingFailure:
+    """A folder whose entries could not be read: what is under it is unknown, not absent."""
+
+    folder: Path
+    error: OSError
+    vanished: bool = False
+    """True for a subfolder its parent listed a moment before and that is gone now (removed or
+    replaced meanwhile): the next listing of the parent tells whether it is really gone."""
+
+    @property
+    def reason(self) -> str:
+        return describe_listing_error(self.error)
+
+
+@dataclass(frozen=True)
+class ManifestFiles:
+    """The manifest files found under a folder, and the folders that could not be listed."""
+
+    files: tuple[Path, ...] = ()
+    failures: tuple[ListingFailure, ...] = ()
+
+
+def scan_manifest_files(folder: Path) -> ManifestFiles:
+    """The `*.yaml` and `*.yml` files under `folder`, recursively, sorted, hidden ones skipped,
+    and every folder (`folder` itself included) that could not be listed.
+
+    Like `os.walk`, symbolic links to folders are not followed (a link to a file is a file),
+    but no error is swallowed: the files under a failing folder are unknown, and the caller
+    must not take them for removed.
+    """
     found: list[Path] = []
-    for root, directories, files in os.walk(folder):
-        directories[:] = [name for name in directories if not name.startswith(".")]
-        found.extend(
-            Path(root, name)
-            for name in files
-            if name.endswith(_MANIFEST_SUFFIXES) and not name.startswith(".")
-        )
-    return sorted(found)
+    failures: list[ListingFailure] = []
+    pending: list[tuple[Path, bool]] = [(folder, False)]
+    while pending:
+        current, listed_by_parent = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as error:
+            gone = isinstance(error, FileNotFoundError | NotADirectoryError)
+            failures.append(ListingFailure(current, error, vanished=listed_by_parent and gone))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_folder, is_link = entry.is_dir(), entry.is_symlink()
+            except OSError:  # a link whose target cannot be examined: taken for a file
+                is_folder = is_link = False
+            if is_folder:
+                if not is_link:
+                    pending.append((Path(entry.path), True))
+            elif entry.name.endswith(_MANIFEST_SUFFIXES):
+                found.append(Path(entry.path))
+    return ManifestFiles(
+        tuple(sorted(found)), tuple(sorted(failures, key=lambda failure: failure.folder))
+    )
+
+
+def find_manifest_files(folder: Path) -> list[Path]:
+    """The `*.yaml` and `*.yml` files under `folder`, recursively, sorted, hidden ones skipped.
+
+    Raises the `OSError` of the first folder that could not be listed (a subfolder removed
+    while it was searched excepted): a folder that cannot be read is not an empty one.
+    """
+    scan = scan_manifest_files(folder)
+    for failure in scan.failures:
+        if not failure.vanished:
+            raise failure.error
+    return list(scan.files)
+
+
+def describe_os_error(error: OSError) -> str:
+    """The reason of `error` as a message fragment: `permission denied`."""
+    return (error.strerror or str(error)).lower()
+
+
+def describe_listing_error(error: OSError) -> str:
+    """Why a folder could not be listed, and what to do about it when that is clear."""
+    reason = describe_os_error(error)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{reason} (this user needs read and execute permission on the folder)"
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return f"{reason} (raise the open-file limit, ulimit -n)"
+    return reason
 
 
 def load_text(text: str, file: str = "<string>") -> ManifestSet:
@@ -201,13 +288,29 @@ def load_document(document: object, source: Source) -> ManifestSet:
 
 
 def _load_path(path: Path) -> ManifestSet:
-    if path.is_dir():
-        files = find_manifest_files(path)
-        if not files:
+    try:
+        is_folder = stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        is_folder = False  # reading it as a file says why it cannot be read
+    if is_folder:
+        scan = scan_manifest_files(path)
+        failures = [failure for failure in scan.failures if not failure.vanished]
+        if not scan.files and not failures:
             message = "no *.yaml or *.yml file in this folder"
             return ManifestSet((ManifestNotice(Source(str(path)), "warning", message),))
-        result = ManifestSet()
-        for file in files:
+        result = ManifestSet(
+            tuple(
+                ManifestError(
+                    Source(str(failure.folder)),
+                    (
+                        f"cannot list the folder: {failure.reason}; the manifests under it "
+                        "were not read",
+                    ),
+                )
+                for failure in failures
+            )
+        )
+        for file in scan.files:
             result += _load_file(file)
         return result
     return _load_file(path)
@@ -217,21 +320,25 @@ def _load_file(path: Path) -> ManifestSet:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        reason = (error.strerror or str(error)).lower()
-        return _file_error(path, f"cannot read the file: {reason}")
+        return _file_error(str(path), f"cannot read the file: {describe_os_error(error)}")
+    return load_bytes(raw, str(path))
+
+
+def load_bytes(raw: bytes, file: str) -> ManifestSet:
+    """Load the CronWorkflows of one file's content; `file` is only used in messages."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         return _file_error(
-            path,
+            file,
             f"cannot read the file: not UTF-8 text (byte {raw[error.start]:#04x} at line {line})",
         )
-    return load_text(text, str(path))
+    return load_text(text, file)
 
 
-def _file_error(path: Path, message: str) -> ManifestSet:
-    return ManifestSet((ManifestError(Source(str(path)), (message,)),))
+def _file_error(file: str, message: str) -> ManifestSet:
+    return ManifestSet((ManifestError(Source(file), (message,)),))
 
 
 # libyaml's parser when PyYAML was built with it: ten times faster on large fleets.

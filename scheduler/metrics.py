@@ -10,6 +10,11 @@ Counters live in plain dictionaries and are exposed by one custom collector. Tha
 dropping the ``name`` label (``--metrics-without-name`` for fleets of tens of thousands) a
 matter of summing at scrape time, and keeps memory at one integer per series.
 
+``manifest_errors{kind}`` is read at scrape time too: the folders that cannot be listed now
+(``listing``: their CronWorkflows are kept as they were, but changes there go unseen) and the
+manifests that fail to load now (``file``). A gauge rather than a counter of failed polls, so
+that an alert fires while the problem lasts and resolves when it is fixed.
+
 ``expected_interval_seconds`` is the longest gap between consecutive instants over the next
 few weeks of a CronWorkflow's schedule, so one alert rule ("no run for 1.5 × expected
 interval") fits every schedule, weekdays-only and monthly ones included.
@@ -39,6 +44,7 @@ _INTERVAL_SAMPLES = 64
 _INTERVAL_HORIZON = 400 * 86_400
 _PROBE_STEP = 3 * 3600
 _PROBE_SPAN = 8 * 86_400
+_MANIFEST_ERROR_KINDS = ("listing", "file")
 
 
 def expected_interval(schedule: Schedule, now: datetime) -> float | None:
@@ -90,6 +96,10 @@ class FleetView(Protocol):
 
     def is_leader(self) -> bool:
         """Whether this replica is acting."""
+
+    def manifest_errors(self) -> Mapping[str, int]:
+        """Folders that cannot be listed (``listing``) and manifests that fail to load
+        (``file``), now."""
 
 
 _Labels = tuple[str, str]
@@ -339,6 +349,16 @@ class Metrics(Collector):
         yield GaugeMetricFamily(
             "cronwf_is_leader", "1 when this replica is acting.", value=1.0 if leader else 0.0
         )
+        errors = self._fleet.manifest_errors() if self._fleet else {}
+        manifest_errors = GaugeMetricFamily(
+            "cronwf_manifest_errors",
+            "Manifest folders that cannot be listed (listing) and manifests that fail to load "
+            "(file), now.",
+            labels=["kind"],
+        )
+        for kind in _MANIFEST_ERROR_KINDS:
+            manifest_errors.add_metric([kind], errors.get(kind, 0))
+        yield manifest_errors
 
 
 def _latest(*times: float | None) -> float | None:

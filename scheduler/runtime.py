@@ -1223,6 +1223,7 @@ class Service:
         sink_working = self._sink_working()
         with self._gauges_lock:
             sink_error = self._sink_error
+        sources = self._applied or Snapshot()
         return Readiness(
             sources_loaded=self._sources_loaded,
             store_reachable=degraded is None,
@@ -1234,4 +1235,10 @@ class Service:
                 **({"storeError": degraded} if degraded else {}),
                 **({"sinkError": sink_error} if not sink_working and sink_error else {}),
             },
+            listing_errors=sources.scan_errors,
+            file_errors=sources.problems,
         )
+
+    def manifest_errors(self) -> dict[str, int]:
+        """Folders that cannot be listed and manifests that fail to load, as last applied."""
+        return (self._applied or Snapshot()).error_counts()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unprivileged import unprivileged, unprivileged_folder
 
 from scheduler.cli import main
 
@@ -239,6 +242,34 @@ def test_an_unreadable_path_is_an_entry_naming_it_not_a_traceback(
         "warnings": [],
     }
     assert reports[1]["valid"] is True
+
+
+def test_a_folder_that_cannot_be_listed_fails_the_lint_naming_the_folder_and_what_to_do() -> None:
+    """With real permission bits (in a process of an unprivileged user): a folder that may not
+    be read is an error naming it, not an empty folder, and the lint exits 1; the files
+    around it are still linted."""
+    with unprivileged_folder() as base:
+        (base / "ok.yaml").write_text((DATA / "argo" / "hello-world.yaml").read_text())
+        locked = base / "locked"
+        locked.mkdir()
+        (locked / "hidden-from-us.yaml").write_text("")
+
+        def lint() -> tuple[int, str]:
+            locked.chmod(0)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                code = main(["lint", str(base)])
+            return code, out.getvalue()
+
+        code, text = unprivileged(base, lint)
+
+    assert code == 1
+    assert text.splitlines() == [
+        f"error   {locked}: cannot list the folder: permission denied (this user needs read "
+        "and execute permission on the folder); the manifests under it were not read",
+        f"ok      {base / 'ok.yaml'} (document 1) default/hello-world",
+        "2 CronWorkflows: 1 valid, 1 invalid, 0 warnings",
+    ]
 
 
 def test_other_kinds_are_reported_as_skipped_and_do_not_fail_the_lint(

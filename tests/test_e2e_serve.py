@@ -1,9 +1,10 @@
 """End-to-end tests of ``cronwf serve``: real processes on the real clock, with and without Redis.
 
 The unit tests decide every tick on a fake clock. What only real processes show is checked
-here: the timer fires at whole seconds, manifest files reload while serving, replicas on one
-Redis elect one leader and hand over without deciding an instant twice or losing one, a Redis
-outage turns readiness off and is caught up afterwards, and signals end the service cleanly.
+here: the timer fires at whole seconds, manifest files reload while serving (and a manifest
+folder that disappears for a while deletes nothing), replicas on one Redis elect one leader
+and hand over without deciding an instant twice or losing one, a Redis outage turns readiness
+off and is caught up afterwards, and signals end the service cleanly.
 
 How the tests observe a replica:
 
@@ -484,6 +485,58 @@ def test_manifest_files_are_added_broken_and_removed_while_serving(
     late = [t for t in run_logs(state, "beta") if t > removed_at]
     assert late == [], f"beta fired after its file was removed at {removed_at}: {late}"
 
+    assert replica.stop() == 0
+
+
+@pytest.mark.e2e
+def test_a_manifest_folder_that_disappears_while_serving_deletes_nothing_and_turns_readiness_off(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    """A volume being remounted: the configured folder is gone for a while. Nothing is
+    forgotten: the CronWorkflow keeps firing, ``/readyz`` is 503 and names the folder, the
+    gauge counts it, and one error is logged. When the folder is back all is as before, and
+    deleting the file then does remove the CronWorkflow."""
+    manifests, state = tmp_path / "manifests", tmp_path / "state"
+    write_file(manifests / "tick.yaml", cron_workflow("tick", script="echo tick"))
+    replica = replicas.start(
+        "--manifests", str(manifests), "--state-dir", str(state), *FAST_RELOAD, identity="solo"
+    )
+    replicas.ready(replica)
+    eventually("tick runs", 4.0, lambda: run_logs(state, "tick"))
+
+    away = tmp_path / "unmounted"
+    manifests.rename(away)
+
+    def unready() -> Record | None:
+        reply = replica.readiness()
+        return reply[1] if reply is not None and reply[0] == 503 else None
+
+    body = eventually("/readyz to turn 503", 3.0, unready)
+    gone_at = time.time()
+    assert body["sourcesListed"] is False
+    assert body["cronWorkflows"] == 1
+    assert [(e["kind"], e["file"]) for e in body["sourceErrors"]] == [("listing", str(manifests))]
+    assert replica.metric("cronwf_manifest_errors", kind="listing") == 1
+    eventually(
+        "tick firing 2 s after its folder disappeared",
+        5.0,
+        lambda: max(run_logs(state, "tick")) >= gone_at + 2,
+    )
+    errors = [r for r in replica.records() if r["level"] == "error"]
+    assert len(errors) == 1, errors
+    assert errors[0]["message"].startswith(f"cannot list manifests: {manifests}: the configured")
+    assert not any(r["message"] == "CronWorkflow default/tick removed" for r in replica.records())
+
+    away.rename(manifests)
+    replicas.ready(replica)
+    assert replica.metric("cronwf_manifest_errors", kind="listing") == 0
+
+    (manifests / "tick.yaml").unlink()
+    eventually(
+        "tick removed once its file is deleted",
+        3.0,
+        lambda: any(r["message"] == "CronWorkflow default/tick removed" for r in replica.records()),
+    )
     assert replica.stop() == 0
 
 

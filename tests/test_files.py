@@ -9,15 +9,20 @@ parsed again.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from unprivileged import unprivileged, unprivileged_folder
 
 from scheduler.files import FileProblem, FileSource, Snapshot
-from scheduler.manifests import ManifestSet, load_paths
+from scheduler.manifests import ManifestSet, load_bytes
 
 
 def manifest(name: str, schedule: str = "*/5 * * * *", namespace: str = "default") -> str:
@@ -260,11 +265,11 @@ def test_unchanged_files_are_not_parsed_again(
     the picture it returns is the same."""
     parsed: list[Path] = []
 
-    def counting_load_paths(paths: list[Path]) -> ManifestSet:
-        parsed.extend(paths)
-        return load_paths(paths)
+    def counting_load_bytes(raw: bytes, file: str) -> ManifestSet:
+        parsed.append(Path(file))
+        return load_bytes(raw, file)
 
-    monkeypatch.setattr("scheduler.files.load_paths", counting_load_paths)
+    monkeypatch.setattr("scheduler.files.load_bytes", counting_load_bytes)
     source = FileSource([folder])
     write(folder / "a.yaml", manifest("alpha"))
     changed = write(folder / "b.yaml", manifest("beta"))
@@ -295,3 +300,374 @@ def test_a_poll_of_hundreds_of_unchanged_files_is_cheap(folder: Path) -> None:
 
     assert again == first
     assert elapsed < 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Listing and read errors: "no change", reported, never a deletion
+
+
+class FailingFileSystem:
+    """``os.scandir`` and ``Path.read_bytes`` failing for the paths the test names, as they do
+    for a folder or file without read permission, a process out of file descriptors, or a
+    volume being remounted (the tests run as root, where ``chmod 000`` stops nothing). Other
+    paths are untouched."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.unlistable: dict[Path, OSError] = {}
+        self.unreadable: dict[Path, OSError] = {}
+        real_scandir, real_read_bytes = os.scandir, Path.read_bytes
+
+        def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
+            error = None if isinstance(path, int) else self.unlistable.get(Path(path))
+            if error is not None:
+                raise error
+            return real_scandir(path)
+
+        def read_bytes(path: Path) -> bytes:
+            error = self.unreadable.get(path)
+            if error is not None:
+                raise error
+            return real_read_bytes(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+def permission_denied(path: Path) -> PermissionError:
+    return PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def too_many_open_files(path: Path) -> OSError:
+    return OSError(errno.EMFILE, "Too many open files", str(path))
+
+
+@pytest.fixture
+def failing(monkeypatch: pytest.MonkeyPatch) -> FailingFileSystem:
+    return FailingFileSystem(monkeypatch)
+
+
+def test_a_subfolder_that_cannot_be_listed_keeps_its_cron_workflows_and_is_a_scan_error(
+    folder: Path, failing: FailingFileSystem
+) -> None:
+    """Its files are unknown, not gone: what they defined stays, the folder is reported as a
+    scan error (not as a file problem), and the rest of the folder keeps working and
+    changing."""
+    source = FileSource([folder])
+    write(folder / "a.yaml", manifest("alpha"))
+    team = folder / "team"
+    team.mkdir()
+    write(team / "b.yaml", manifest("beta", namespace="team"))
+    write(team / "c.yaml", manifest("gamma", namespace="team"))
+    assert sorted(source.poll().cron_workflows) == ["default/alpha", "team/beta", "team/gamma"]
+
+    failing.unlistable[team] = permission_denied(team)
+    write(folder / "a.yaml", manifest("alpha", schedule="0 1 * * *"))
+    write(folder / "d.yaml", manifest("delta"))
+    snapshot = source.poll()
+
+    assert schedules(snapshot) == {
+        "default/alpha": ("0 1 * * *",),
+        "default/delta": ("*/5 * * * *",),
+        "team/beta": ("*/5 * * * *",),
+        "team/gamma": ("*/5 * * * *",),
+    }
+    assert snapshot.problems == ()
+    assert snapshot.scan_errors == (
+        FileProblem(
+            str(team),
+            (
+                f"{team}: cannot list the folder: permission denied (this user needs read and "
+                "execute permission on the folder); the CronWorkflows of the files under it "
+                "keep running unchanged until it can be listed again",
+            ),
+        ),
+    )
+    assert snapshot.error_counts() == {"listing": 1, "file": 0}
+
+
+def test_once_the_folder_can_be_listed_again_what_changed_there_meanwhile_takes_effect(
+    folder: Path, failing: FailingFileSystem
+) -> None:
+    """Only a successful listing tells what was removed: a file deleted while its folder
+    could not be listed is forgotten then, a file changed meanwhile is reloaded, and the
+    scan error is gone."""
+    source = FileSource([folder])
+    team = folder / "team"
+    team.mkdir()
+    doomed = write(team / "b.yaml", manifest("beta", namespace="team"))
+    changed = write(team / "c.yaml", manifest("gamma", namespace="team"))
+    source.poll()
+    failing.unlistable[team] = too_many_open_files(team)
+    doomed.unlink()
+    write(changed, manifest("gamma", namespace="team", schedule="0 2 * * *"))
+    assert sorted(source.poll().cron_workflows) == ["team/beta", "team/gamma"]
+
+    del failing.unlistable[team]
+    snapshot = source.poll()
+
+    assert schedules(snapshot) == {"team/gamma": ("0 2 * * *",)}
+    assert snapshot.scan_errors == ()
+
+
+def test_a_configured_folder_that_cannot_be_listed_changes_nothing(
+    folder: Path, failing: FailingFileSystem
+) -> None:
+    """Out of file descriptors (``EMFILE``), the configured folder itself cannot be listed:
+    everything stays as it was, and the message says what to do."""
+    source = FileSource([folder])
+    write(folder / "a.yaml", manifest("alpha"))
+    write(folder / "b.yaml", manifest("beta"))
+    before = source.poll()
+
+    failing.unlistable[folder] = too_many_open_files(folder)
+    snapshot = source.poll()
+
+    assert snapshot.cron_workflows == before.cron_workflows
+    (error,) = snapshot.scan_errors
+    assert error.file == str(folder)
+    assert error.messages == (
+        f"{folder}: cannot list the folder: too many open files (raise the open-file limit, "
+        "ulimit -n); the CronWorkflows of the files under it keep running unchanged until it "
+        "can be listed again",
+    )
+
+
+def test_a_folder_that_cannot_be_listed_from_the_start_is_reported_though_it_defined_nothing(
+    folder: Path, failing: FailingFileSystem
+) -> None:
+    write(folder / "a.yaml", manifest("alpha"))
+    failing.unlistable[folder] = permission_denied(folder)
+    source = FileSource([folder])
+
+    snapshot = source.poll()
+
+    assert snapshot.cron_workflows == {}
+    assert [error.file for error in snapshot.scan_errors] == [str(folder)]
+
+    del failing.unlistable[folder]
+    assert list(source.poll().cron_workflows) == ["default/alpha"]
+
+
+def test_a_configured_folder_that_disappears_is_a_scan_error_not_a_deletion(
+    folder: Path,
+) -> None:
+    """A volume being remounted looks like a configured folder that is gone: its
+    CronWorkflows keep running and the folder is reported; when it is back, its files are
+    loaded as they are then. Removing CronWorkflows means removing their files."""
+    source = FileSource([folder])
+    write(folder / "a.yaml", manifest("alpha"))
+    write(folder / "b.yaml", manifest("beta"))
+    source.poll()
+    away = folder.with_name("elsewhere")
+
+    folder.rename(away)
+    snapshot = source.poll()
+
+    assert sorted(snapshot.cron_workflows) == ["default/alpha", "default/beta"]
+    (error,) = snapshot.scan_errors
+    assert error.messages == (
+        f"{folder}: the configured folder is gone (no such file or directory); the "
+        "CronWorkflows it defined keep running unchanged until it is back: a configured path "
+        "that disappears is taken for an unmounted volume, not a deletion (to remove "
+        "CronWorkflows, delete or empty their files)",
+    )
+
+    (away / "b.yaml").unlink()
+    away.rename(folder)
+    snapshot = source.poll()
+    assert list(snapshot.cron_workflows) == ["default/alpha"]
+    assert snapshot.scan_errors == ()
+
+
+def test_a_configured_file_that_disappears_keeps_its_cron_workflows(folder: Path) -> None:
+    """The same for a file given by path (an editor that renames the file away before
+    writing the new one does this for a moment); emptying the file removes them."""
+    path = write(folder / "one.yaml", manifest("alpha"))
+    source = FileSource([path])
+    source.poll()
+
+    path.unlink()
+    snapshot = source.poll()
+
+    assert list(snapshot.cron_workflows) == ["default/alpha"]
+    (error,) = snapshot.scan_errors
+    assert error.messages[0].startswith(f"{path}: the configured file is gone")
+
+    write(path, "")
+    snapshot = source.poll()
+    assert snapshot.cron_workflows == {}
+    assert snapshot.scan_errors == ()
+
+
+def test_a_configured_folder_replaced_by_a_file_is_a_scan_error(folder: Path) -> None:
+    """What a configured path is (a folder or a file) is learnt at its first sight: a folder
+    that turns into a file is not taken for a folder emptied."""
+    write(folder / "a.yaml", manifest("alpha"))
+    source = FileSource([folder])
+    source.poll()
+    (folder / "a.yaml").unlink()
+    folder.rmdir()
+    write(folder, manifest("other"))
+
+    snapshot = source.poll()
+
+    assert list(snapshot.cron_workflows) == ["default/alpha"]
+    (error,) = snapshot.scan_errors
+    assert error.messages[0].startswith(f"{folder}: the configured folder is now a file;")
+
+
+def test_a_subfolder_removed_while_the_folder_is_listed_is_not_an_error(
+    folder: Path, failing: FailingFileSystem
+) -> None:
+    """Listed by its parent and gone a moment later: its files are kept for this poll (the
+    next listing tells whether it is really gone), and nothing is reported."""
+    source = FileSource([folder])
+    team = folder / "team"
+    team.mkdir()
+    write(team / "b.yaml", manifest("beta"))
+    source.poll()
+
+    failing.unlistable[team] = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    snapshot = source.poll()
+    assert (list(snapshot.cron_workflows), snapshot.scan_errors) == (["default/beta"], ())
+
+    del failing.unlistable[team]
+    (team / "b.yaml").unlink()
+    team.rmdir()
+    assert source.poll().cron_workflows == {}
+
+
+def test_a_scan_error_is_logged_once_per_change_and_its_end_is_logged(
+    folder: Path, failing: FailingFileSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Polls come every couple of seconds: an error that lasts is logged when it starts and
+    when it changes, not at every poll; an unchanged error returns the very same snapshot."""
+    source = FileSource([folder])
+    write(folder / "a.yaml", manifest("alpha"))
+    source.poll()
+    caplog.set_level(logging.INFO, logger="scheduler.files")
+
+    failing.unlistable[folder] = permission_denied(folder)
+    first = source.poll()
+    assert source.poll() is first
+    failing.unlistable[folder] = too_many_open_files(folder)
+    source.poll()
+    source.poll()
+    del failing.unlistable[folder]
+    source.poll()
+    source.poll()
+
+    logged = [(record.levelname, record.getMessage()) for record in caplog.records]
+    prefix = f"cannot list manifests: {folder}: cannot list the folder: "
+    assert [level for level, _ in logged] == ["ERROR", "ERROR", "INFO"]
+    assert logged[0][1].startswith(prefix + "permission denied")
+    assert logged[1][1].startswith(prefix + "too many open files")
+    assert logged[2][1] == (
+        f"manifests listed again under {folder}: its files are loaded as they are now"
+    )
+
+
+def test_a_file_that_cannot_be_read_keeps_its_cron_workflows_and_is_read_again(
+    folder: Path, failing: FailingFileSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreadable file is a file problem, like one that does not parse: what it defined
+    stays, it is reported once, and it is read again at every poll, so that it loads as soon
+    as it can be read, even though it did not change."""
+    source = FileSource([folder])
+    path = write(folder / "a.yaml", manifest("alpha"))
+    fresh = folder / "b.yaml"
+    source.poll()
+    caplog.set_level(logging.INFO, logger="scheduler.files")
+
+    failing.unreadable[path] = permission_denied(path)
+    failing.unreadable[fresh] = too_many_open_files(fresh)
+    write(path, manifest("alpha", schedule="0 3 * * *"))
+    write(fresh, manifest("beta"))
+    first = source.poll()
+    assert source.poll() is first
+
+    assert schedules(first) == {"default/alpha": ("*/5 * * * *",)}
+    assert first.scan_errors == ()
+    assert first.problems == (
+        FileProblem(
+            str(path),
+            (
+                f"{path}: cannot read the file: permission denied; the CronWorkflows it "
+                "defined keep running unchanged until it can be read again",
+            ),
+        ),
+        FileProblem(
+            str(fresh),
+            (
+                f"{fresh}: cannot read the file: too many open files; the CronWorkflows it "
+                "defined keep running unchanged until it can be read again",
+            ),
+        ),
+    )
+    assert first.error_counts() == {"listing": 0, "file": 2}
+    assert len(caplog.records) == 2
+
+    failing.unreadable.clear()
+    snapshot = source.poll()
+    assert schedules(snapshot) == {
+        "default/alpha": ("0 3 * * *",),
+        "default/beta": ("*/5 * * * *",),
+    }
+    assert snapshot.problems == ()
+
+
+def test_real_permission_errors_change_nothing_and_clear_when_fixed() -> None:
+    """With real permission bits, in a process of an unprivileged user: a folder without
+    permissions (``chmod 000``) is a scan error; a changed file without them, and the files
+    of a folder that may be read but not entered (``chmod 444``: names listed, files not
+    examined), are file problems. Nothing is forgotten, and all clears once the permissions
+    are back (the changed file then loads)."""
+
+    def summary(snapshot: Snapshot) -> dict[str, list[str]]:
+        return {
+            "cronWorkflows": sorted(snapshot.cron_workflows),
+            "alpha": list(snapshot.cron_workflows["default/alpha"].schedules),
+            "scanErrors": [error.file for error in snapshot.scan_errors],
+            "problems": [message for problem in snapshot.problems for message in problem.messages],
+        }
+
+    with unprivileged_folder() as base:
+        folder = base / "manifests"
+        folder.mkdir()
+        write(folder / "alpha.yaml", manifest("alpha"))
+        for sub, name in (("team", "beta"), ("search", "gamma")):
+            (folder / sub).mkdir()
+            write(folder / sub / f"{name}.yaml", manifest(name))
+
+        def polls() -> list[dict[str, list[str]]]:
+            source = FileSource([folder])
+            found = [summary(source.poll())]
+            (folder / "team").chmod(0)
+            # Changed, so that it is read again, and unreadable (an unchanged file is not read).
+            write(folder / "alpha.yaml", manifest("alpha", schedule="0 1 * * *")).chmod(0)
+            (folder / "search").chmod(0o444)
+            found.append(summary(source.poll()))
+            (folder / "team").chmod(0o755)
+            (folder / "alpha.yaml").chmod(0o644)
+            (folder / "search").chmod(0o755)
+            found.append(summary(source.poll()))
+            return found
+
+        before, denied, after = unprivileged(base, polls)
+
+    every = ["default/alpha", "default/beta", "default/gamma"]
+    assert before == {
+        "cronWorkflows": every,
+        "alpha": ["*/5 * * * *"],
+        "scanErrors": [],
+        "problems": [],
+    }
+    assert (denied["cronWorkflows"], denied["alpha"]) == (every, ["*/5 * * * *"])
+    assert denied["scanErrors"] == [str(folder / "team")]
+    assert denied["problems"] == [
+        f"{folder / 'alpha.yaml'}: cannot read the file: permission denied; the CronWorkflows "
+        "it defined keep running unchanged until it can be read again",
+        f"{folder / 'search' / 'gamma.yaml'}: cannot read the file: permission denied; the "
+        "CronWorkflows it defined keep running unchanged until it can be read again",
+    ]
+    assert after == {**before, "alpha": ["0 1 * * *"]}

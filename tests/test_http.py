@@ -9,12 +9,13 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
-from scheduler.http import Readiness, StatusServer
+from scheduler.files import FileProblem
+from scheduler.http import SOURCE_ERRORS_SHOWN, Readiness, StatusServer
 
 
 @dataclass
@@ -125,10 +126,13 @@ def test_readyz_is_200_with_the_state_when_ready(server: StatusServer) -> None:
     assert reply.json() == {
         "ready": True,
         "sourcesLoaded": True,
+        "sourcesListed": True,
         "storeReachable": True,
         "sinkWorking": True,
         "leader": True,
         "cronWorkflows": 3,
+        "sourceErrors": [],
+        "sourceErrorCount": 0,
     }
 
 
@@ -144,9 +148,12 @@ def test_a_standby_replica_is_ready(server: StatusServer, readiness: ReadinessSt
     assert reply.json() == {
         "ready": True,
         "sourcesLoaded": True,
+        "sourcesListed": True,
         "storeReachable": True,
         "sinkWorking": True,
         "leader": False,
+        "sourceErrors": [],
+        "sourceErrorCount": 0,
     }
 
 
@@ -177,6 +184,55 @@ def test_readyz_is_503_with_the_reason_when_not_ready(
     assert body["sourcesLoaded"] is sources_loaded
     assert body["storeReachable"] is store_reachable
     assert ("storeError" in body) is (not store_reachable)
+
+
+def test_a_folder_that_cannot_be_listed_makes_readyz_503_naming_it(
+    server: StatusServer, readiness: ReadinessState
+) -> None:
+    """Its CronWorkflows keep running as they were, but the service no longer follows what
+    changes there: not ready, and the body says which folder and why."""
+    readiness.current = replace(
+        READY,
+        listing_errors=(FileProblem("/manifests/team", ("/manifests/team: cannot list",)),),
+        file_errors=(FileProblem("/manifests/a.yaml", ("/manifests/a.yaml: invalid YAML",)),),
+    )
+
+    reply = get(server, "/readyz")
+
+    assert reply.status == 503
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert (body["ready"], body["sourcesLoaded"], body["sourcesListed"]) == (False, True, False)
+    assert body["sourceErrors"] == [
+        {"kind": "listing", "file": "/manifests/team", "message": "/manifests/team: cannot list"},
+        {"kind": "file", "file": "/manifests/a.yaml", "message": "/manifests/a.yaml: invalid YAML"},
+    ]
+    assert body["sourceErrorCount"] == 2
+
+
+def test_files_that_fail_to_load_are_reported_and_leave_the_service_ready(
+    server: StatusServer, readiness: ReadinessState
+) -> None:
+    """A broken file keeps its last good CronWorkflows and disturbs no other: the service
+    still does its job. The reply lists a few of the errors and counts them all."""
+    broken = tuple(
+        FileProblem(f"/manifests/{index:02d}.yaml", (f"{index:02d}: invalid", f"{index:02d}: bad"))
+        for index in range(SOURCE_ERRORS_SHOWN)
+    )
+    readiness.current = replace(READY, file_errors=broken)
+
+    reply = get(server, "/readyz")
+
+    assert reply.status == 200
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert (body["ready"], body["sourcesListed"]) == (True, True)
+    assert len(body["sourceErrors"]) == SOURCE_ERRORS_SHOWN
+    assert body["sourceErrors"][:2] == [
+        {"kind": "file", "file": "/manifests/00.yaml", "message": "00: invalid"},
+        {"kind": "file", "file": "/manifests/00.yaml", "message": "00: bad"},
+    ]
+    assert body["sourceErrorCount"] == 2 * SOURCE_ERRORS_SHOWN
 
 
 def test_readyz_asks_the_readiness_callable_at_each_request(

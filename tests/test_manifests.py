@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +371,73 @@ def test_folders_are_searched_recursively_in_sorted_order_for_yaml_and_yml(
     assert files == [tmp_path / "a" / "c.yaml", tmp_path / "a" / "z.yml", tmp_path / "b.yaml"]
     assert [c.key for c in result.cron_workflows] == ["default/c", "default/z", "default/b"]
     assert result.cron_workflows[0].source == Source(str(tmp_path / "a" / "c.yaml"), 1)
+
+
+def test_links_to_files_are_read_and_links_to_folders_are_not_followed(tmp_path: Path) -> None:
+    """As ``os.walk`` does: a link to a file is a file (a ConfigMap volume is made of them), a
+    link to a folder is not searched (no cycles, no copies)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "target.yaml").write_text(CRON_WORKFLOW.format(name="target"))
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "linked.yaml").symlink_to(elsewhere / "target.yaml")
+    (folder / "linked-folder").symlink_to(elsewhere, target_is_directory=True)
+
+    assert find_manifest_files(folder) == [folder / "linked.yaml"]
+
+
+def unlistable(monkeypatch: pytest.MonkeyPatch, folder: Path, error: OSError) -> None:
+    """``os.scandir`` fails for ``folder`` as it does for a folder without read permission
+    (the tests run as root, where ``chmod 000`` stops nothing)."""
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
+        if not isinstance(path, int) and Path(path) == folder:
+            raise error
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_naming_it_not_an_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.walk`` skips such a folder silently; here it is an error naming the folder and
+    what to do, and the files around it still load."""
+    (tmp_path / "a.yaml").write_text(CRON_WORKFLOW.format(name="a"))
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "b.yaml").write_text(CRON_WORKFLOW.format(name="b"))
+    unlistable(monkeypatch, team, PermissionError(errno.EACCES, "Permission denied", str(team)))
+
+    result = load_paths([tmp_path])
+
+    assert [c.key for c in result.cron_workflows] == ["default/a"]
+    assert only_error(result) == ManifestError(
+        Source(str(team)),
+        (
+            "cannot list the folder: permission denied (this user needs read and execute "
+            "permission on the folder); the manifests under it were not read",
+        ),
+    )
+    with pytest.raises(PermissionError):
+        find_manifest_files(tmp_path)
+
+
+def test_a_configured_folder_that_cannot_be_listed_is_an_error_not_an_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text(CRON_WORKFLOW.format(name="a"))
+    unlistable(monkeypatch, tmp_path, OSError(errno.EMFILE, "Too many open files"))
+
+    result = load_paths([tmp_path])
+
+    assert result.notices == ()
+    assert str(only_error(result)) == (
+        f"{tmp_path}: cannot list the folder: too many open files (raise the open-file limit, "
+        "ulimit -n); the manifests under it were not read"
+    )
 
 
 def test_an_explicit_file_is_read_whatever_its_extension(tmp_path: Path) -> None:

@@ -32,12 +32,16 @@ class FakeFleet:
 
     cron_workflows: list[CronWorkflowGauges] = field(default_factory=list)
     leader: bool = True
+    errors: dict[str, int] = field(default_factory=dict)
 
     def gauges(self) -> list[CronWorkflowGauges]:
         return list(self.cron_workflows)
 
     def is_leader(self) -> bool:
         return self.leader
+
+    def manifest_errors(self) -> dict[str, int]:
+        return dict(self.errors)
 
 
 def gauges(
@@ -344,6 +348,12 @@ def test_counters_start_at_zero_for_the_service_and_absent_per_cron_workflow(
         ("cronwf_suspended", "gauge", "1 when spec.suspend is true."),
         ("cronwf_cronworkflows", "gauge", "CronWorkflows by state."),
         ("cronwf_is_leader", "gauge", "1 when this replica is acting."),
+        (
+            "cronwf_manifest_errors",
+            "gauge",
+            "Manifest folders that cannot be listed (listing) and manifests that fail to load "
+            "(file), now.",
+        ),
     ],
 )
 def test_every_metric_of_the_design_is_exposed_with_its_type_and_help(
@@ -453,6 +463,24 @@ def test_is_leader_follows_the_fleet_view(
     assert Scrape(registry).value("cronwf_is_leader") == 0
 
 
+def test_manifest_errors_show_what_the_sources_cannot_list_or_load_now(
+    metrics: Metrics, registry: CollectorRegistry, fleet: FakeFleet
+) -> None:
+    """Both kinds are always there (at zero when all is well), so an alert on
+    ``cronwf_manifest_errors{kind="listing"} > 0`` resolves when the folder is back."""
+    assert Scrape(registry).series("cronwf_manifest_errors") == {
+        (("kind", "listing"),): 0,
+        (("kind", "file"),): 0,
+    }
+
+    fleet.errors = {"listing": 1, "file": 3}
+
+    assert Scrape(registry).series("cronwf_manifest_errors") == {
+        (("kind", "listing"),): 1,
+        (("kind", "file"),): 3,
+    }
+
+
 def test_without_a_fleet_view_there_are_no_gauges_and_no_leadership(
     registry: CollectorRegistry,
 ) -> None:
@@ -463,6 +491,7 @@ def test_without_a_fleet_view_there_are_no_gauges_and_no_leadership(
     assert scrape.value("cronwf_is_leader") == 0
     assert scrape.series("cronwf_next_schedule_time_seconds") == {}
     assert scrape.value("cronwf_cronworkflows", state="active") == 0
+    assert scrape.value("cronwf_manifest_errors", kind="listing") == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ tests wait for its effects with bounded waits.
 
 from __future__ import annotations
 
+import errno
 import gc
 import http.client
 import json
+import os
 import threading
 import time
 import weakref
@@ -668,6 +670,88 @@ def test_a_removed_manifest_is_forgotten(harness: Harness) -> None:
     assert harness.store.inner.load("default/report") is None
     assert [g.name for g in service.gauges()] == ["kept"]
     assert not any(dict(labels).get("name") == "report" for _, labels in scrape(service))
+
+
+class UnlistableFolders:
+    """``os.scandir`` failing with ``EACCES`` for the folders in ``paths``, as for a folder
+    whose permissions changed (the tests run as root, where ``chmod 000`` stops nothing)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.paths: set[Path] = set()
+        real_scandir = os.scandir
+
+        def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
+            if not isinstance(path, int) and Path(path) in self.paths:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_manifest_folder_that_cannot_be_listed_forgets_nothing_and_makes_the_service_unready(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins a bug: a folder that could not be listed looked empty, so every CronWorkflow was
+    forgotten and its history deleted. Now nothing changes while it cannot be listed: the
+    history stays, the timer keeps its job and instants are decided and run; the service is
+    unready and says why (``/readyz``, ``cronwf_manifest_errors``). Once it can be listed
+    again, removing the file still forgets the CronWorkflow."""
+    harness.write(cron_workflow("report"), file="report.yaml")
+    failing = UnlistableFolders(monkeypatch)
+    service = harness.started(reload_interval=0.05)
+    harness.clock.set(at(5, 0.1))
+    service.on_due("default/report", [at(5)])
+    wait_until(succeeded(harness.store, "default/report"), "the first run to succeed")
+
+    failing.paths.add(harness.manifests)
+    wait_until(lambda: not service.ready().ready, "the listing error to be noticed")
+
+    assert harness.store.history("default/report").succeeded == 1
+    assert service.timer.keys() == ["default/report"]
+    assert service.timer.next_fire("default/report") is not None
+    harness.clock.set(at(10, 0.1))
+    service.on_due("default/report", [at(10)])
+    wait_until(succeeded(harness.store, "default/report", 2), "a run while unlistable")
+    readiness = service.ready()
+    assert (readiness.sources_loaded, readiness.sources_listed) == (True, False)
+    status, body = get(service, "/readyz")
+    assert status == 503
+    reply = json.loads(body)
+    assert reply["sourcesListed"] is False
+    assert reply["cronWorkflows"] == 1
+    (error,) = reply["sourceErrors"]
+    assert (error["kind"], error["file"]) == ("listing", str(harness.manifests))
+    assert "cannot list the folder: permission denied" in error["message"]
+    assert scrape(service)[("cronwf_manifest_errors", (("kind", "listing"),))] == 1
+
+    failing.paths.clear()
+    wait_until(lambda: service.ready().ready, "the folder to be listed again")
+    assert scrape(service)[("cronwf_manifest_errors", (("kind", "listing"),))] == 0
+    assert harness.store.history("default/report").succeeded == 2
+
+    (harness.manifests / "report.yaml").unlink()
+    wait_until(lambda: service.timer.keys() == [], "the removal to be applied")
+    assert harness.store.inner.load("default/report") is None
+
+
+def test_a_manifest_that_fails_to_load_is_reported_and_leaves_the_service_ready(
+    harness: Harness,
+) -> None:
+    """A broken file keeps its last good CronWorkflows and disturbs no other: the service
+    does its job, so it stays ready, and reports the file."""
+    harness.write(cron_workflow("report"), file="report.yaml")
+    broken = harness.manifests / "broken.yaml"
+    broken.write_text("kind: CronWorkflow\nmetadata: [unclosed\n")
+    service = harness.started()
+
+    readiness = service.ready()
+    assert readiness.ready
+    assert [problem.file for problem in readiness.file_errors] == [str(broken)]
+    reply = json.loads(get(service, "/readyz")[1])
+    assert [(e["kind"], e["file"]) for e in reply["sourceErrors"]] == [("file", str(broken))]
+    samples = scrape(service)
+    assert samples[("cronwf_manifest_errors", (("kind", "file"),))] == 1
+    assert samples[("cronwf_manifest_errors", (("kind", "listing"),))] == 0
 
 
 def test_metrics_are_served_while_the_service_starts(harness: Harness) -> None:
