@@ -665,7 +665,18 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "cronwf serve: error: give --manifests DIR (or CRONWF_MANIFESTS), or --kubernetes\n"
         )
         return 2
-    missing = [path for path in manifests if not Path(path).exists()]
+    missing: list[str] = []
+    for path in manifests:
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            missing.append(path)
+        except OSError as error:
+            err.write(
+                f"cronwf serve: error: cannot read {path}: {error.strerror}: the service needs "
+                "read and search (x) permission on it and on every folder above it\n"
+            )
+            return 2
     if missing:
         err.write(f"cronwf serve: error: no such file or folder: {', '.join(missing)}\n")
         return 2

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from scheduler.cli import build_parser
+from scheduler.cli import build_parser, main
 from scheduler.kube import DEFAULT_SPAWN_WORKERS
 
 
@@ -38,3 +40,17 @@ def test_a_malformed_worker_count_in_the_environment_is_refused_with_its_value(
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve"])
     assert "argument --workers: 'many' is not a whole number" in capsys.readouterr().err
+
+
+def test_a_manifests_path_that_cannot_be_read_is_an_argument_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file where a folder should be (and, alike, a parent without search permission)."""
+    (tmp_path / "manifests").write_text("not a folder\n")
+
+    code = main(["serve", "--manifests", str(tmp_path / "manifests" / "cron.yaml")])
+
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "cannot read" in message
+    assert "permission on it and on every folder above it" in message
