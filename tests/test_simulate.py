@@ -1050,3 +1050,53 @@ def test_a_manifest_that_fails_to_load_exits_1(
     assert (code, out) == (1, "")
     assert "broken.yaml" in err
     assert "cannot simulate" in err
+
+
+def test_a_suspended_cronworkflow_skips_the_instants_of_a_down_window_never_misses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue: after any gap every instant of a suspended or stopped CronWorkflow was recorded
+    Missed (and paged), not Skipped: catch-up now follows the tick order, as Argo's does."""
+    path = write_manifest(tmp_path, suspend=True, startingDeadlineSeconds=600)
+
+    events, _ = simulate(
+        capsys, path, t("00:00"), t("00:20"), "--down", f"{t('00:02')}/{t('00:16')}"
+    )
+
+    skips = [(e["time"], e["scheduledTime"], e["reason"]) for e in events]
+    assert [e["event"] for e in events] == ["Skipped"] * 5
+    assert skips == [
+        (t("00:00"), t("00:00"), "Suspended"),
+        (t("00:16"), t("00:05"), "Suspended"),
+        (t("00:16"), t("00:10"), "Suspended"),
+        (t("00:16"), t("00:15"), "Suspended"),
+        (t("00:20"), t("00:20"), "Suspended"),
+    ]
+
+
+def test_a_stopped_cronworkflow_skips_the_instants_of_a_down_window_as_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_manifest(tmp_path, stopStrategy={"expression": "cronworkflow.failed >= 1"})
+
+    events, _ = simulate(
+        capsys,
+        path,
+        t("00:00"),
+        t("00:20"),
+        "--outcomes",
+        "Failed",
+        "--run-duration",
+        "60s",
+        "--down",
+        f"{t('00:02')}/{t('00:16')}",
+    )
+
+    assert "Missed" not in {e["event"] for e in events}
+    after = [(e["scheduledTime"], e["reason"]) for e in events if e["event"] == "Skipped"]
+    assert after == [
+        (t("00:05"), "Stopped"),
+        (t("00:10"), "Stopped"),
+        (t("00:15"), "Stopped"),
+        (t("00:20"), "Stopped"),
+    ]
