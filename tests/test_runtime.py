@@ -1049,3 +1049,23 @@ def test_a_graceful_shutdown_leaves_its_stopped_runs_uncounted_and_not_active(
 
     history = harness.store.history("default/report")
     assert (history.active, history.succeeded, history.failed) == ((), 0, 0)
+
+
+def test_a_suspended_cronworkflow_across_a_restart_is_skipped_never_missed(
+    harness: Harness,
+) -> None:
+    """Issue: after any gap every instant of a suspended CronWorkflow was recorded Missed and
+    paged CronWorkflowMissedSchedule."""
+    harness.write(cron_workflow("paused", suspend=True))
+    seed = History(cursor=at(0), signature=EVERY_FIVE_ON_LEAP_DAY)
+    harness.store.inner.apply("default/paused", seed, lambda h: h)
+    harness.clock.set(at(21))
+
+    service = harness.started(FakeLeadership(token=7))
+
+    runs = harness.store.runs("default/paused")
+    assert [(r.decision, r.reason) for r in runs] == [("Skipped", "Suspended")] * 4
+    assert harness.store.history("default/paused").cursor == at(20)
+    metrics = scrape(service)
+    missed = sum(v for (name, _), v in metrics.items() if name == "cronwf_missed_total")
+    assert missed == 0
