@@ -213,6 +213,7 @@ class LocalExecutor:
         # Supervisors that said they are ready to be signalled.
         self._supervisors: dict[_Key, subprocess.Popen[bytes]] = {}
         self._terminating: set[_Key] = set()
+        self._starting = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
         self._ending: set[_Key] = set()  # ended, being reported: no longer running
         self._watched: dict[_Key, _Watched] = {}
         self._watcher: threading.Thread | None = None
@@ -336,10 +337,28 @@ class LocalExecutor:
             return self._end_here(files, run, WorkflowPhase.ERROR, str(error))
         log_file.write(f"# $ {shlex.join(local.argv)}\n".encode())
         log_file.close()  # from here on the supervisor appends to the log
-        with self._lock:
-            stopping = self._stopping
-        if stopping and self._interrupt(files):
-            return Interrupted()
+        # Supervisors start a few at a time: a burst of runs starting as many interpreters
+        # at once would starve this process, and every spawn() would wait for the CPU.
+        with self._starting:
+            with self._lock:
+                stopping = self._stopping
+            if stopping and self._interrupt(files):
+                return Interrupted()
+            started = self._start_supervisor(files, run, local)
+        if isinstance(started, Outcome | Interrupted):
+            return started
+        with started as supervisor:
+            code = supervisor.wait()
+        ended = read_outcome(files.outcome)
+        if ended is None:
+            message = f"the run's supervisor ended without an outcome ({describe_exit(code)})"
+            return self._end_here(files, run, WorkflowPhase.ERROR, message)
+        return ended
+
+    def _start_supervisor(
+        self, files: RunFiles, run: Identity, local: LocalRun
+    ) -> subprocess.Popen[bytes] | Outcome | Interrupted:
+        """The run's supervisor, once it holds the plan and can be signalled."""
         key = (run.namespace, run.workflow)
         token = files.stem
         with open(files.log, "ab") as stderr:
@@ -355,9 +374,9 @@ class LocalExecutor:
             except OSError as error:
                 message = f"local executor error: cannot start the run's supervisor: {error}"
                 return self._end_here(files, run, WorkflowPhase.ERROR, message)
-        with supervisor:
-            assert supervisor.stdin is not None
-            assert supervisor.stdout is not None
+        assert supervisor.stdin is not None
+        assert supervisor.stdout is not None
+        try:
             # Recorded before the plan is handed over: when the command runs, it can be found.
             record = Record(run, supervisor.pid, token)
             write_json(files.record, record.to_dict(), durable=False, exclusive=False)
@@ -368,17 +387,16 @@ class LocalExecutor:
             except BrokenPipeError:  # it died starting: its exit status says how
                 with contextlib.suppress(OSError):
                     supervisor.stdin.close()
-            if supervisor.stdout.readline() == READY:
-                with self._lock:
-                    self._supervisors[key] = supervisor
-                    if self._stopping or key in self._terminating:
-                        _signal(supervisor, signal.SIGTERM)
-            code = supervisor.wait()
-        ended = read_outcome(files.outcome)
-        if ended is None:
-            message = f"the run's supervisor ended without an outcome ({describe_exit(code)})"
-            return self._end_here(files, run, WorkflowPhase.ERROR, message)
-        return ended
+            ready = supervisor.stdout.readline() == READY
+        except BaseException:
+            with supervisor:  # closing its stdin ends it before it runs anything
+                raise
+        if ready:
+            with self._lock:
+                self._supervisors[key] = supervisor
+                if self._stopping or key in self._terminating:
+                    _signal(supervisor, signal.SIGTERM)
+        return supervisor
 
     def _end_here(
         self, files: RunFiles, run: Identity, phase: WorkflowPhase, message: str
