@@ -749,8 +749,8 @@ def test_a_run_outlives_cronwf_and_the_next_executor_reports_its_end_once(
 ) -> None:
     """cronwf is killed (SIGKILL) while a run is in progress: the run goes on under its
     supervisor. A new executor on the same state folder finds it still going: it is observed
-    here (``spawned_here``, ``running``) and reported once, ``Succeeded``, when it ends; a
-    later recovery reports nothing again."""
+    here (``spawned_here``, ``running``; spawning the instant again is "already exists") and
+    reported once, ``Succeeded``, when it ends; a later recovery reports nothing again."""
     done = tmp_path / "done"
     incarnation = earlier(shell(f"echo started; sleep 1; echo done >> {done}"))
     incarnation.wait_for_log_line("started")
@@ -763,6 +763,7 @@ def test_a_run_outlives_cronwf_and_the_next_executor_reports_its_end_once(
     assert recovered == Recovered(watching=(key,))
     assert executor.spawned_here(*key)
     assert executor.running() == [key]
+    assert executor.spawn(make_spec(shell("echo again")), T0) is False
     run = completions.one()
     assert (run.key, run.workflow, run.scheduled_at) == ("batch/job", incarnation.workflow, T0)
     assert (run.phase, run.message) == (WorkflowPhase.SUCCEEDED, "exit code 0")
