@@ -5,15 +5,26 @@ subprocess; its exit code gives ``Succeeded`` or ``Failed``; anything else ends 
 a message that says why. The log file of a run is also the record that its instant was
 spawned, so spawning the same instant again is "already exists", even across restarts.
 
-Runs are real subprocesses (``sh``, ``sleep``). Completions arrive on the executor's threads
-through the ``on_finished`` callback; the tests collect them and wait with bounded timeouts.
+Runs are real subprocesses (``sh``, ``sleep``), each under its supervisor process.
+Completions arrive on the executor's threads through the ``on_finished`` callback; the tests
+collect them and wait with bounded timeouts. A run outlives the cronwf process that started
+it: the death of cronwf is a child Python process holding an executor, killed with SIGKILL
+mid-run; another executor on the same state folder then recovers the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +36,8 @@ from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import workflow_name
 from scheduler.engine import SinkUnavailable
-from scheduler.executor import LocalExecutor, LocalRun, RunFinished, plan_run
+from scheduler.executor import LocalExecutor, LocalRun, Recovered, RunFinished, plan_run
+from scheduler.supervisor import Record, read_record, supervisor_alive
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FINISHED_AT = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
@@ -113,14 +125,16 @@ def test_container_runs_command_and_args_and_succeeds(
     executor: LocalExecutor, completions: Completions
 ) -> None:
     """``command`` + ``args`` run on this host; exit 0 is ``Succeeded``, reported once with the
-    Workflow's name, instant and the executor clock's finish time; the log holds the header,
-    the command line, the output and the outcome."""
+    Workflow's name, instant and its end time on the executor's clock (the supervisor's end
+    time, as long before the executor's "now" as the run ended before the report); the log
+    holds the header, the command line, the output and the outcome."""
     spec = make_spec(container("sh", "-c", args=["echo hi"]))
 
     assert executor.spawn(spec, T0) is True
 
     run = completions.one()
-    assert run == RunFinished(
+    assert FINISHED_AT - timedelta(seconds=1) < run.finished_at <= FINISHED_AT
+    assert replace(run, finished_at=FINISHED_AT) == RunFinished(
         key="batch/job",
         workflow=f"job-{int(T0.timestamp())}",
         scheduled_at=T0,
@@ -542,3 +556,399 @@ def test_a_run_spawned_after_shutdown_is_not_reported_as_failed(
         wait_until(lambda: "# Failed" in path.read_text(), "the late run to be stopped")
     wait_until(lambda: executor.running() == [], "the run's thread to end")
     assert completions.runs == []
+
+
+# --------------------------------------------------------------------------------------------
+# Spawning fails cleanly
+
+
+class UnstartableThread:
+    """A ``threading.Thread`` whose start fails as it does when no thread can be created."""
+
+    def __init__(self, **_options: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_spawn_whose_thread_cannot_start_raises_and_leaves_no_record_of_the_spawn(
+    executor: LocalExecutor, completions: Completions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error reaches the caller (the engine fails that one instant), and the log, the
+    record of the spawn, is removed: a retry runs the instant rather than "already exists"."""
+    spec = make_spec(shell("echo ran"))
+    monkeypatch.setattr(scheduler.executor.threading, "Thread", UnstartableThread)
+
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        executor.spawn(spec, T0)
+
+    assert not executor.log_path("batch", workflow_name(spec.name, T0)).exists()
+    assert not executor.spawned_here("batch", workflow_name(spec.name, T0))
+    monkeypatch.undo()
+    assert executor.spawn(spec, T0) is True
+    assert completions.one().phase is WorkflowPhase.SUCCEEDED
+
+
+def test_a_name_too_long_for_the_run_files_is_refused_before_anything_is_written(
+    tmp_path: Path, executor: LocalExecutor
+) -> None:
+    """A Workflow name whose run files would not fit the file system's 255 bytes raises
+    ``ENAMETOOLONG`` from ``spawn``, before the log is created."""
+    spec = make_spec(shell("true"), name="x" * 240)
+
+    with pytest.raises(OSError, match="File name too long") as raised:
+        executor.spawn(spec, T0)
+
+    assert raised.value.errno == errno.ENAMETOOLONG
+    folder = tmp_path / "state" / "runs" / "batch"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_an_unusable_state_folder_raises_from_spawn(
+    tmp_path: Path, completions: Completions
+) -> None:
+    """The state folder is a file: the ``OSError`` reaches the caller, nothing is swallowed."""
+    state = tmp_path / "state"
+    state.write_text("not a folder")
+    executor = LocalExecutor(state, completions)
+
+    with pytest.raises(OSError):  # noqa: PT011 (which one depends on the platform)
+        executor.spawn(make_spec(shell("true")), T0)
+    assert executor.running() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Runs outlive cronwf: what a later executor on the same state folder learns
+#
+# "cronwf" is a child Python process holding a LocalExecutor; the tests kill it with SIGKILL
+# while its run goes on under its supervisor, then start another executor on the same state.
+
+INCARNATION = """
+import json, sys, threading, time
+from datetime import datetime
+from pathlib import Path
+from policies.spec import CronWorkflowSpec
+from scheduler.executor import LocalExecutor
+
+state, workflow_spec, at, then = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+executor = LocalExecutor(Path(state), lambda run: None, default_timeout=30.0)
+spec = CronWorkflowSpec(
+    name="job", namespace="batch", schedules=("*/5 * * * *",), workflow_spec=workflow_spec
+)
+scheduled_at = datetime.fromisoformat(at)
+assert executor.spawn(spec, scheduled_at)
+if then == "shutdown":
+    log = executor.log_path(spec.namespace, f"job-{int(scheduled_at.timestamp())}")
+    deadline = time.monotonic() + 5
+    while "started" not in log.read_text().splitlines() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    executor.shutdown(grace=30.0)
+threading.Event().wait()
+"""
+
+
+class Incarnation:
+    """An earlier cronwf process on the state folder: spawns one run, then waits (or shuts
+    down, ``then="shutdown"``) until the test kills it."""
+
+    def __init__(self, tmp_path: Path, workflow_spec: Mapping[str, Any], then: str = "wait"):
+        self.state = tmp_path / "state"
+        self.workflow = workflow_name("job", T0)
+        self.folder = self.state / "runs" / "batch"
+        self._stderr = (tmp_path / "incarnation.stderr").open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                INCARNATION,
+                str(self.state),
+                json.dumps(dict(workflow_spec)),
+                T0.isoformat(),
+                then,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )
+
+    def file(self, suffix: str) -> Path:
+        return self.folder / f"{self.workflow}{suffix}"
+
+    def log_lines(self) -> list[str]:
+        log = self.file(".log")
+        return log.read_text().splitlines() if log.exists() else []
+
+    def wait_for_log_line(self, line: str) -> None:
+        wait_until(lambda: line in self.log_lines(), f"{line!r} in the run's log")
+
+    def kill(self) -> None:
+        """``kill -9``: nothing of cronwf's runs nor its supervisors is told."""
+        self.process.kill()
+        self.process.wait()
+        self._stderr.close()
+
+    def supervisor(self) -> Record:
+        record = read_record(str(self.file(".supervisor.json")))
+        assert record is not None
+        return record
+
+    def kill_command(self) -> None:
+        """Kill the command's process group, if it printed ``group $$``."""
+        for line in self.log_lines():
+            if line.startswith("group "):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(line.split()[1]), signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.kill_command()
+
+
+@pytest.fixture
+def incarnations() -> Iterator[list[Incarnation]]:
+    started: list[Incarnation] = []
+    yield started
+    for incarnation in started:
+        incarnation.close()
+
+
+@pytest.fixture
+def earlier(tmp_path: Path, incarnations: list[Incarnation]) -> Callable[..., Incarnation]:
+    def start(workflow_spec: Mapping[str, Any], then: str = "wait") -> Incarnation:
+        incarnation = Incarnation(tmp_path, workflow_spec, then)
+        incarnations.append(incarnation)
+        return incarnation
+
+    return start
+
+
+@pytest.fixture
+def restarted(tmp_path: Path, completions: Completions) -> Iterator[Callable[[], LocalExecutor]]:
+    """New executors on the state folder of the earlier incarnations."""
+    executors: list[LocalExecutor] = []
+
+    def start() -> LocalExecutor:
+        executor = LocalExecutor(
+            tmp_path / "state", completions, default_timeout=30.0, clock=lambda: FINISHED_AT
+        )
+        executors.append(executor)
+        return executor
+
+    yield start
+    for executor in executors:
+        executor.shutdown(grace=2.0)
+
+
+def test_a_run_outlives_cronwf_and_the_next_executor_reports_its_end_once(
+    tmp_path: Path,
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """cronwf is killed (SIGKILL) while a run is in progress: the run goes on under its
+    supervisor. A new executor on the same state folder finds it still going: it is observed
+    here (``spawned_here``, ``running``; spawning the instant again is "already exists") and
+    reported once, ``Succeeded``, when it ends; a later recovery reports nothing again."""
+    done = tmp_path / "done"
+    incarnation = earlier(shell(f"echo started; sleep 1; echo done >> {done}"))
+    incarnation.wait_for_log_line("started")
+    incarnation.kill()
+
+    executor = restarted()
+    recovered = executor.recover()
+
+    key = ("batch", incarnation.workflow)
+    assert recovered == Recovered(watching=(key,))
+    assert executor.spawned_here(*key)
+    assert executor.running() == [key]
+    assert executor.spawn(make_spec(shell("echo again")), T0) is False
+    run = completions.one()
+    assert (run.key, run.workflow, run.scheduled_at) == ("batch/job", incarnation.workflow, T0)
+    assert (run.phase, run.message) == (WorkflowPhase.SUCCEEDED, "exit code 0")
+    assert done.read_text() == "done\n"
+    wait_until(lambda: not executor.spawned_here(*key), "the run to be forgotten once reported")
+    assert executor.running() == []
+    assert incarnation.log_lines()[-1] == "# Succeeded: exit code 0"
+    assert executor.recover() == Recovered()
+    assert restarted().recover() == Recovered()
+    assert len(completions.runs) == 1
+
+
+def test_an_outcome_written_while_nobody_waited_is_reported_by_the_next_recovery(
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """The run ended after cronwf died: its supervisor left the outcome. The next executor's
+    ``recover`` reports it at once, with the true end time (on the executor's clock, as long
+    ago as the run ended), and marks it reported: a second recovery reports nothing."""
+    incarnation = earlier(shell("echo started; sleep 0.3; exit 3"))
+    incarnation.wait_for_log_line("started")
+    incarnation.kill()
+    outcome = incarnation.file(".outcome.json")
+    wait_until(outcome.exists, "the supervisor to write the outcome")
+    ended = json.loads(outcome.read_text())["finishedAt"]
+
+    executor = restarted()
+    before = time.time()
+    recovered = executor.recover()
+    after = time.time()
+
+    (run,) = completions.runs
+    assert recovered == Recovered(reported=(run,))
+    assert (run.workflow, run.phase, run.message) == (
+        incarnation.workflow,
+        WorkflowPhase.FAILED,
+        "exit code 3",
+    )
+    late_by = FINISHED_AT - run.finished_at
+    assert before - ended <= late_by.total_seconds() <= after - ended
+    assert not outcome.exists()
+    assert incarnation.file(".reported.json").exists()
+    assert not executor.spawned_here("batch", incarnation.workflow)
+    assert restarted().recover() == Recovered()
+    assert len(completions.runs) == 1
+
+
+def test_terminating_a_recovered_run_stops_it_and_it_is_reported_killed(
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """A recovered run can still be replaced: its supervisor forwards the SIGTERM."""
+    incarnation = earlier(shell("echo started; sleep 30; echo survived"))
+    incarnation.wait_for_log_line("started")
+    incarnation.kill()
+    executor = restarted()
+    executor.recover()
+
+    executor.terminate("batch", incarnation.workflow)
+
+    run = completions.one()
+    assert (run.phase, run.message) == (WorkflowPhase.FAILED, "killed by signal 15")
+    assert "survived" not in incarnation.log_lines()
+
+
+def test_a_run_whose_supervisor_died_too_is_lost_and_left_alone(
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """cronwf and the run's supervisor are gone (as after a reboot): nobody can learn how the
+    run ended. ``recover`` lists it as lost and reports nothing; it is not observed here."""
+    incarnation = earlier(shell("echo group $$; echo started; sleep 30"))
+    incarnation.wait_for_log_line("started")
+    incarnation.kill()
+    supervisor = incarnation.supervisor()
+    os.kill(supervisor.pid, signal.SIGKILL)
+    incarnation.kill_command()
+    wait_until(lambda: not supervisor_alive(supervisor), "the supervisor to be gone")
+
+    executor = restarted()
+    recovered = executor.recover()
+
+    assert recovered == Recovered(lost=(("batch", incarnation.workflow),))
+    assert not executor.spawned_here("batch", incarnation.workflow)
+    assert completions.runs == []
+
+
+def test_a_recovered_run_whose_supervisor_dies_ends_in_error(
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """A watched run whose supervisor is killed before the end does not stay active: it is
+    reported ``Error``, saying that nobody could learn how it ended."""
+    incarnation = earlier(shell("echo group $$; echo started; sleep 30"))
+    incarnation.wait_for_log_line("started")
+    incarnation.kill()
+    executor = restarted()
+    assert executor.recover().watching == (("batch", incarnation.workflow),)
+
+    os.kill(incarnation.supervisor().pid, signal.SIGKILL)
+
+    run = completions.one()
+    assert (run.phase, run.message) == (
+        WorkflowPhase.ERROR,
+        "the run's supervisor ended without an outcome",
+    )
+    wait_until(
+        lambda: not executor.spawned_here("batch", incarnation.workflow),
+        "the run to be forgotten once reported",
+    )
+
+
+def test_runs_interrupted_by_shutdown_are_not_reported_by_a_later_recovery(
+    tmp_path: Path,
+    executor: LocalExecutor,
+    completions: Completions,
+    restarted: Callable[[], LocalExecutor],
+) -> None:
+    """A run that ``shutdown`` stopped stays uncounted for good: the next executor on the
+    state folder does not report it either."""
+    spec = make_spec(shell("echo started; sleep 30"))
+    executor.spawn(spec, T0)
+    wait_until(started(executor, spec), "the run to start")
+    executor.shutdown(grace=2.0)
+
+    assert restarted().recover() == Recovered()
+    assert completions.runs == []
+    folder = tmp_path / "state" / "runs" / "batch"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        f"{workflow_name(spec.name, T0)}.interrupted.json",
+        f"{workflow_name(spec.name, T0)}.log",
+    ]
+
+
+def test_a_run_interrupted_by_a_shutdown_that_cronwf_did_not_survive_is_never_reported(
+    earlier: Callable[..., Incarnation],
+    restarted: Callable[[], LocalExecutor],
+    completions: Completions,
+) -> None:
+    """cronwf began shutting down (the run is marked interrupted, then signalled) and was
+    killed before the run was over; the run then exits 0 on its own. It was interrupted
+    all the same: no later recovery reports it."""
+    incarnation = earlier(
+        shell(
+            "trap 'echo trapping; sleep 1; exit 0' TERM; echo started; "
+            "while true; do sleep 0.1; done"
+        ),
+        then="shutdown",
+    )
+    incarnation.wait_for_log_line("trapping")
+    supervisor = incarnation.supervisor()
+    incarnation.kill()
+    incarnation.wait_for_log_line("# Succeeded: exit code 0")
+    wait_until(lambda: not supervisor_alive(supervisor), "the supervisor to end")
+
+    assert restarted().recover() == Recovered()
+    assert completions.runs == []
+    assert incarnation.file(".interrupted.json").exists()
+
+
+def test_a_reported_run_leaves_its_log_and_its_reported_outcome(
+    tmp_path: Path, executor: LocalExecutor, completions: Completions
+) -> None:
+    """Once reported, the outcome is renamed ``.reported.json`` and the supervisor's record
+    removed: the next start has nothing to report, and the log keeps the human record."""
+    spec = make_spec(shell("true"))
+    executor.spawn(spec, T0)
+    completions.one()
+    name = workflow_name(spec.name, T0)
+    wait_until(lambda: not executor.spawned_here("batch", name), "the run to be forgotten")
+
+    folder = tmp_path / "state" / "runs" / "batch"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        f"{name}.log",
+        f"{name}.reported.json",
+    ]
+    reported = json.loads((folder / f"{name}.reported.json").read_text())
+    assert {k: reported[k] for k in ("key", "workflow", "phase", "message", "exitCode")} == {
+        "key": "batch/job",
+        "workflow": name,
+        "phase": "Succeeded",
+        "message": "exit code 0",
+        "exitCode": 0,
+    }
