@@ -112,7 +112,7 @@ def _seed_from_run_logs(runs_dir: Path, spec: CronWorkflowSpec) -> StatusSeed | 
     ``<runs>/<namespace>/<name>-<Unix seconds>.log`` and its last line names the phase."""
     folder = runs_dir / spec.namespace
     prefix = f"{spec.name}-"
-    runs: list[tuple[datetime, str]] = []
+    runs: list[tuple[datetime, str, str]] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -132,18 +132,21 @@ def _seed_from_run_logs(runs_dir: Path, spec: CronWorkflowSpec) -> StatusSeed | 
             phase = ends[-1].decode() if ends else ""
         except OSError:
             pass
-        runs.append((instant, phase))
+        runs.append((instant, stem, phase))
     if not runs:
         return None
     runs.sort()
-    succeeded = sum(1 for _, phase in runs if phase == WorkflowPhase.SUCCEEDED)
-    failed = sum(1 for _, phase in runs if phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR))
+    succeeded = sum(1 for _, _, phase in runs if phase == WorkflowPhase.SUCCEEDED)
+    failed = sum(1 for _, _, phase in runs if phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR))
+    # A run whose log records no end is going (its end will be reported and counted) or
+    # was lost with its process (then it is resolved as lost after the bound).
+    going = tuple(workflow for _, workflow, phase in runs if not phase)
     return StatusSeed(
         succeeded=spec.status.succeeded + succeeded,
         failed=spec.status.failed + failed,
         last_scheduled_time=max(runs[-1][0], spec.status.last_scheduled_time or runs[-1][0]),
         phase=spec.status.phase,
-        active=spec.status.active,
+        active=tuple(dict.fromkeys((*spec.status.active, *going))),
     )
 
 
@@ -436,6 +439,8 @@ class Service:
         self._lease_thread.start()
         if elected:
             self._resume(after_election=True)
+        else:
+            self._recover_local_runs()  # their ends go to the leader as reports
         # The catalog, the timer's jobs and the cached histories live as long as the process:
         # moving them out of the collector's generations keeps full collections (which scan
         # every object while holding the interpreter) short on large fleets.
@@ -928,6 +933,29 @@ class Service:
         self._backoff.reset()
         for run in late:  # finished while catching up: record them now
             self.on_finished(run)
+        if after_election:
+            self._recover_local_runs()
+
+    def _recover_local_runs(self) -> None:
+        """What became of the local runs that earlier processes (or, on a shared state folder,
+        other replicas) started: those that ended are reported now, those still going are
+        watched until they end. After the histories are synced (and re-seeded, when the
+        store was empty), so that each end meets the run it ends."""
+        if self.executor is None:
+            return
+        try:
+            found = self.executor.recover()
+        except OSError as error:
+            log.error("could not look for the runs of earlier processes: %s", error)
+            return
+        if found.reported or found.watching:
+            log.info(
+                "runs of earlier processes: %d ended and reported, %d still going and watched",
+                len(found.reported),
+                len(found.watching),
+            )
+        if found.lost:
+            log.debug("runs of earlier processes whose end nobody can learn: %s", found.lost)
 
     def _known(self, catalog: list[CronWorkflow]) -> list[CronWorkflow]:
         """The store holds no data: the CronWorkflows as seeding must see them, with what is
