@@ -1040,6 +1040,8 @@ class Service:
     def _sweep_lost(self) -> None:
         """Give up on active runs that nobody here can observe and whose end no report
         brought within the bound (leader only)."""
+        if self.watcher is not None and not self.watcher.synced:
+            return  # what the cluster has is not known yet
         now = self.clock()
         with self._lock:
             keys = list(self._with_active)
@@ -1053,6 +1055,10 @@ class Service:
                 continue
             bound = timedelta(seconds=self._lost_after(cron_workflow))
             for workflow in overdue_runs(history, cron_workflow.spec.name, now, bound):
+                # In Kubernetes mode a spawned run is the cluster's to end (deleted, it leaves
+                # active uncounted); only a claim whose Workflow never appeared can be lost.
+                if self.watcher is not None and workflow not in history.intents:
+                    continue
                 if self._observable(cron_workflow, workflow):
                     continue
                 if self.engine.lose(cron_workflow, workflow, now):
