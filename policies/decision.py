@@ -175,7 +175,11 @@ class CronWorkflow:
     def signature(self) -> str:
         """What the cursor's instants were computed from (Argo's ``last-used-schedule``).
 
-        When it changes, the instants of the old schedule are not caught up (DESIGN §5).
+        Byte for byte Argo's ``GetScheduleWithTimezoneString()``: the schedules in order,
+        joined by ``,``, each prefixed with ``CRON_TZ=<timezone> `` when a timezone is set.
+        (For the deprecated single ``schedule``, which Argo 4 no longer reads, it is Argo
+        3.7's string.) When it changes, the instants of the old schedule are not caught up
+        (DESIGN §5).
         """
         prefix = f"CRON_TZ={self.spec.timezone} " if self.spec.timezone else ""
         return ",".join(prefix + s for s in self.spec.effective_schedules)
@@ -251,16 +255,16 @@ _HISTORY_FIELDS = frozenset(f.name for f in fields(History))
 
 
 def seed_history(cron_workflow: CronWorkflow, now: datetime) -> History:
-    """The history of a CronWorkflow the store knows nothing about (DESIGN §5).
+    """The history of a CronWorkflow the store knows nothing about (DESIGN §5, §9).
 
-    Counters and ``lastScheduledTime`` come from the object's status (taking over from Argo's
-    controller, or a store that came back empty); the cursor starts at ``lastScheduledTime``
-    when there is one, so the instants since then are caught up, and at ``now`` otherwise.
+    Counters, phase, active runs and ``lastScheduledTime`` come from the object's status
+    (taking over from Argo's controller, a store that came back empty, a restart without
+    Redis); where the cursor starts is :func:`_seed_cursor`'s to say.
     """
     status = cron_workflow.spec.status
     last = status.last_scheduled_time.astimezone(UTC) if status.last_scheduled_time else None
     return History(
-        cursor=last if last is not None else now,
+        cursor=_seed_cursor(cron_workflow, now),
         signature=cron_workflow.signature,
         last_scheduled_time=last,
         succeeded=status.succeeded,
@@ -268,6 +272,36 @@ def seed_history(cron_workflow: CronWorkflow, now: datetime) -> History:
         phase=Phase(status.phase) if status.phase in Phase._value2member_map_ else Phase.NONE,
         active=status.active,
     )
+
+
+def _seed_cursor(cron_workflow: CronWorkflow, now: datetime) -> datetime:
+    """Where the cursor of a CronWorkflow without history starts.
+
+    Argo's rule (``shouldOutstandingWorkflowsBeRun``, reference §1.6) first: when the
+    ``last-used-schedule`` annotation differs from the current schedule string, the schedule
+    has just changed and nothing outstanding is caught up, so the cursor starts at ``now``.
+    A *missing* annotation means the same where Argo could have handed the object over
+    (Kubernetes mode, :attr:`StatusSeed.last_used_schedule_required`); a manifest without one
+    keeps its status as written.
+
+    Otherwise the cursor is the later of ``lastScheduledTime`` (which only moves on spawns)
+    and cronwf's ``last-decided-time`` (which moves on every decided instant, so a restart
+    without Redis decides no instant twice). The latter counts only under an annotation that
+    names the current schedule: it is an instant of that schedule. Taking the later of the two
+    covers a CronWorkflow that went to Argo and came back, where Argo moved only
+    ``lastScheduledTime``. With neither, the cursor starts at ``now``.
+    """
+    status = cron_workflow.spec.status
+    recorded = status.last_used_schedule
+    if recorded is None and status.last_used_schedule_required:
+        return now
+    if recorded is not None and recorded != cron_workflow.signature:
+        return now
+    known = [status.last_scheduled_time]
+    if recorded is not None:
+        known.append(status.last_decided_time)
+    found = [moment.astimezone(UTC) for moment in known if moment is not None]
+    return max(found) if found else now
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,12 @@ the way Argo applies them), but never judged: a `CronWorkflowSpec` may be invali
 `policies.validation` is the one place that says so. That is why `concurrency_policy` stays a
 plain string and `workflow_spec` may be `None`.
 
+Two annotations are state, not spec: Argo's `cronworkflows.argoproj.io/last-used-schedule`
+(the schedule string the status belongs to) and cronwf's own `cronwf.io/last-decided-time`
+(the cursor). Controllers rewrite them as they go, cronwf at every decided instant, so they
+travel on `StatusSeed` beside the status they qualify, never in `CronWorkflowSpec.annotations`:
+a change of either is not a change of the CronWorkflow.
+
 The deprecated single `schedule` field is kept apart from `schedules` instead of being merged
 at conversion time: validation has to tell "only the deprecated field" (a warning) from "both
 fields" (an error), and the merged view is one property away (`effective_schedules`).
@@ -25,6 +31,9 @@ __all__ = [
     "DEFAULT_FAILED_JOBS_HISTORY_LIMIT",
     "DEFAULT_NAMESPACE",
     "DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT",
+    "LAST_DECIDED_TIME_ANNOTATION",
+    "LAST_USED_SCHEDULE_ANNOTATION",
+    "STATE_ANNOTATIONS",
     "ConcurrencyPolicy",
     "CronWorkflowSpec",
     "StatusSeed",
@@ -34,6 +43,14 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT = 3
 DEFAULT_FAILED_JOBS_HISTORY_LIMIT = 1
+
+LAST_USED_SCHEDULE_ANNOTATION = "cronworkflows.argoproj.io/last-used-schedule"
+"""Argo's record of the schedule string (`GetScheduleWithTimezoneString()`) its cron entries
+were last registered with; when it is missing or differs, Argo runs nothing outstanding."""
+LAST_DECIDED_TIME_ANNOTATION = "cronwf.io/last-decided-time"
+"""cronwf's cursor, RFC 3339 UTC to the second: the last instant decided (spawned, skipped or
+recorded missed), where `status.lastScheduledTime` only moves on spawns."""
+STATE_ANNOTATIONS = frozenset({LAST_USED_SCHEDULE_ANNOTATION, LAST_DECIDED_TIME_ANNOTATION})
 
 
 class ConcurrencyPolicy(enum.StrEnum):
@@ -55,10 +72,11 @@ class WorkflowMetadata:
 
 @dataclass(frozen=True)
 class StatusSeed:
-    """The CronWorkflow's `status` as found on the object.
+    """The CronWorkflow's `status` as found on the object, with the state annotations.
 
     History normally lives elsewhere; this is what it is seeded from when there is none
-    (taking over from Argo's controller, or an empty store).
+    (taking over from Argo's controller, an empty store, or a restart without Redis).
+    `policies.decision.seed_history` says how each field is used.
     """
 
     succeeded: int = 0
@@ -66,11 +84,21 @@ class StatusSeed:
     last_scheduled_time: datetime.datetime | None = None
     phase: str = ""
     active: tuple[str, ...] = ()
+    last_used_schedule: str | None = None
+    """The `cronworkflows.argoproj.io/last-used-schedule` annotation; None when absent."""
+    last_decided_time: datetime.datetime | None = None
+    """The `cronwf.io/last-decided-time` annotation; None when absent or not a time."""
+    last_used_schedule_required: bool = False
+    """Whether Argo's reading of a *missing* `last_used_schedule` applies: "the schedule just
+    changed", so `last_scheduled_time` does not place the cursor. True for CronWorkflows read
+    from the cluster (Kubernetes mode), where Argo's controller may hand them over; False for
+    manifests (files, `cronwf simulate`), whose status is taken as written (SIMULATE.md)."""
 
     def __post_init__(self) -> None:
-        lst = self.last_scheduled_time
-        if lst is not None and lst.utcoffset() is None:
-            raise ValueError("StatusSeed.last_scheduled_time must be timezone-aware")
+        for name in ("last_scheduled_time", "last_decided_time"):
+            moment = getattr(self, name)
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"StatusSeed.{name} must be timezone-aware")
 
 
 @dataclass(frozen=True)
@@ -80,7 +108,8 @@ class CronWorkflowSpec:
     `schedules` is `spec.schedules` and `deprecated_schedule` is the deprecated single
     `spec.schedule` (`None` when absent). `concurrency_policy` is the raw value: `""` means
     `Allow`, anything else outside `ConcurrencyPolicy` is a validation error. History limits
-    left out or negative fall back to Argo's defaults (3 succeeded, 1 failed).
+    left out or negative fall back to Argo's defaults (3 succeeded, 1 failed). `annotations`
+    are the object's without the `STATE_ANNOTATIONS`, which `status` carries.
     """
 
     name: str

@@ -7,12 +7,18 @@ Built like a client-go controller, with the official client:
   so the two can run side by side with different instance ids). It keeps a cache, resumes the
   watch from the last ``resourceVersion`` (bookmarks keep it fresh), relists on ``410 Gone``
   and reconnects with exponential backoff. The runtime polls the cache like it polls files.
+  Its specs are marked as under Argo's hand-over rule (a CronWorkflow without the
+  ``last-used-schedule`` annotation has just changed schedule: nothing outstanding runs).
 * :class:`KubeSink` creates the Workflow of an instant under its deterministic name ("already
   exists" is success) and terminates runs with a merge patch of ``spec.shutdown``.
 * :class:`WorkflowWatcher` watches the Workflows labelled ``workflows.argoproj.io/cron-workflow``
   and reports finished, deleted and running runs; it also enforces the history limits.
 * :class:`KubeStatus` writes the CronWorkflow's ``status`` (Argo's fields) as a projection of
-  the history, by merge patch (Argo's CRD has no status subresource), and emits Events.
+  the history, by merge patch (Argo's CRD has no status subresource), and emits Events. The
+  same patch carries the two state annotations: Argo's ``last-used-schedule``, written as
+  Argo writes it, so that Argo handed the object back catches up from ``lastScheduledTime``
+  as if it had never left; and cronwf's ``last-decided-time`` (the cursor), so that a restart
+  without Redis re-seeds the cursor where it was and decides no instant twice.
 * :class:`KubeLease` elects the leader with a ``coordination.k8s.io/v1`` Lease, with
   optimistic concurrency on ``resourceVersion`` and expiry judged by the local clock from when
   a change of the record was last *observed* (client-go's rule, immune to clock skew).
@@ -31,7 +37,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,8 +47,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from policies.decision import History, WorkflowPhase
-from policies.spec import CronWorkflowSpec
+from policies.decision import ErrorReason, History, WorkflowPhase
+from policies.spec import (
+    LAST_DECIDED_TIME_ANNOTATION,
+    LAST_USED_SCHEDULE_ANNOTATION,
+    CronWorkflowSpec,
+)
 from policies.workflow import (
     CRON_WORKFLOW_LABEL,
     INSTANCE_ID_LABEL,
@@ -366,10 +376,16 @@ class KubeSource:
             where = f"cronworkflow {meta.get('namespace')}/{meta.get('name')}"
             for loaded in load_document(obj, Source(where, None)).entries:
                 if isinstance(loaded, LoadedCronWorkflow):
-                    cron_workflows[loaded.key] = loaded.spec
+                    cron_workflows[loaded.key] = _under_argos_schedule_rule(loaded.spec)
                 elif isinstance(loaded, ManifestError):
                     problems.append(FileProblem(where, loaded.messages))
         return Snapshot(cron_workflows, tuple(problems))
+
+
+def _under_argos_schedule_rule(spec: CronWorkflowSpec) -> CronWorkflowSpec:
+    """``spec`` with a missing ``last-used-schedule`` meaning "the schedule just changed", as
+    Argo's controller reads it: an object in the cluster may come from Argo's hands."""
+    return replace(spec, status=replace(spec.status, last_used_schedule_required=True))
 
 
 class KubeSink:
@@ -602,7 +618,18 @@ class KubeStatus:
     @staticmethod
     def projection(spec: CronWorkflowSpec, history: History) -> dict[str, Any]:
         """The merge patch for ``spec``'s CronWorkflow; ``active``, ``lastScheduledTime`` and
-        ``conditions`` are sent as null when empty, as Argo's controller does."""
+        ``conditions`` are sent as null when empty, as Argo's controller does.
+
+        ``metadata.annotations`` (merged, so others' annotations stay) carries the cursor as
+        ``cronwf.io/last-decided-time`` and, unless the CronWorkflow has a ``SpecError``, the
+        schedule string the history follows as ``last-used-schedule``. That string is the
+        current one once the engine synced the spec (:meth:`~scheduler.engine.Engine.sync`
+        adopts a valid spec's schedule and moves the cursor to now when it changed); it is
+        taken from the history, not the spec, so that the two annotations always describe
+        one another. An invalid CronWorkflow keeps the annotation it has, as with Argo, whose
+        controller never runs one. The cursor is written to the second: every instant is on
+        a whole second, so the instants at or before the written cursor are the same.
+        """
         active = [
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -628,8 +655,18 @@ class KubeStatus:
                 "phase": history.phase.value or None,
             }
         }
+        annotations: dict[str, str] = {}
+        if history.signature and ErrorReason.SPEC_ERROR not in history.conditions:
+            annotations[LAST_USED_SCHEDULE_ANNOTATION] = history.signature
+        if history.cursor is not None:
+            annotations[LAST_DECIDED_TIME_ANNOTATION] = rfc3339(history.cursor)
+        metadata: dict[str, Any] = {}
+        if annotations:
+            metadata["annotations"] = annotations
         if history.stopped:
-            patch["metadata"] = {"labels": {COMPLETED_LABEL: "true"}}
+            metadata["labels"] = {COMPLETED_LABEL: "true"}
+        if metadata:
+            patch["metadata"] = metadata
         return patch
 
     def write(self, spec: CronWorkflowSpec, history: History) -> bool:

@@ -19,6 +19,10 @@ Choices, and what they trade:
   through as mappings, checked only for being mappings.
 - Semantic rules (valid schedule, known timezone, concurrency policy...) are not type errors:
   they belong to `policies.validation`, which reports them with Argo's messages.
+- The annotations controllers keep as state (Argo's `last-used-schedule`, cronwf's
+  `last-decided-time`) are read into the `StatusSeed`, not into the spec's annotations
+  (`policies.spec` says why). An unreadable `last-decided-time` is ignored rather than refused:
+  it only ever shortens a catch-up, and a typo in it must not make the object unschedulable.
 
 `parse_cron_workflow` turns pydantic's errors into `FieldProblem`s (a field path and a message a
 user can act on) and raises `CronWorkflowModelError`; callers add the file and document.
@@ -46,6 +50,9 @@ from policies.spec import (
     DEFAULT_FAILED_JOBS_HISTORY_LIMIT,
     DEFAULT_NAMESPACE,
     DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
+    LAST_DECIDED_TIME_ANNOTATION,
+    LAST_USED_SCHEDULE_ANNOTATION,
+    STATE_ANNOTATIONS,
     CronWorkflowSpec,
     StatusSeed,
     WorkflowMetadata,
@@ -210,12 +217,13 @@ class CronWorkflowModel(_ArgoModel):
         metadata = self.metadata
         spec = self.spec
         workflow_metadata = spec.workflow_metadata or WorkflowMetadataModel()
+        annotations = metadata.annotations or {}
         return CronWorkflowSpec(
             name=metadata.name,
             namespace=self.namespace,
             uid=metadata.uid or "",
             labels=dict(metadata.labels or {}),
-            annotations=dict(metadata.annotations or {}),
+            annotations={k: v for k, v in annotations.items() if k not in STATE_ANNOTATIONS},
             schedules=tuple(spec.schedules or ()),
             deprecated_schedule=spec.schedule,
             timezone=spec.timezone or "",
@@ -236,20 +244,30 @@ class CronWorkflowModel(_ArgoModel):
                 finalizers=tuple(workflow_metadata.finalizers or ()),
             ),
             workflow_spec=spec.workflow_spec,
-            status=self._status_seed(),
+            status=self._status_seed(annotations),
         )
 
-    def _status_seed(self) -> StatusSeed:
-        status = self.status
-        if status is None:
-            return StatusSeed()
+    def _status_seed(self, annotations: Mapping[str, str]) -> StatusSeed:
+        status = self.status or CronWorkflowStatusModel()
         return StatusSeed(
             succeeded=status.succeeded or 0,
             failed=status.failed or 0,
             last_scheduled_time=status.last_scheduled_time,
             phase=status.phase or "",
             active=tuple(ref.name for ref in status.active or () if ref.name),
+            last_used_schedule=annotations.get(LAST_USED_SCHEDULE_ANNOTATION),
+            last_decided_time=_time_or_none(annotations.get(LAST_DECIDED_TIME_ANNOTATION)),
         )
+
+
+def _time_or_none(text: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time, naive ones taken as UTC; None when absent or not a time."""
+    if text is None:
+        return None
+    try:
+        return _as_aware_utc(datetime.datetime.fromisoformat(text))
+    except ValueError:
+        return None
 
 
 def _history_limit(value: int | None, default: int) -> int:

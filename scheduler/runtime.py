@@ -482,6 +482,7 @@ class Service:
         """Stop acting, stop runs in progress, release the lead, stop serving."""
         self._stop.set()
         with self._lock:
+            was_leading = self._leading and self._degraded is None
             self._leading = False  # no new tick starts deciding
             # Ticks already deciding finish before the lead is released, so that the next
             # leader finds their instants recorded (bounded: a hung API must not block exit).
@@ -491,6 +492,13 @@ class Service:
         for thread in (self._loop, self._lease_thread):
             if thread is not None:
                 thread.join(5)
+        if was_leading and self.cluster is not None:
+            # The last decisions reach the objects before the lead goes: without Redis, a
+            # restart seeds from them, and must not decide those instants again.
+            try:
+                self._write_cluster_state(time.monotonic(), final=True)
+            except Exception:
+                log.exception("writing CronWorkflow status at shutdown failed")
         if self.executor is not None:
             running = self.executor.running()
             self.executor.shutdown()
@@ -747,12 +755,13 @@ class Service:
                 )
                 self._events.append((event.key, "LostRun", message, True))
 
-    def _write_cluster_state(self, moment: float) -> None:
-        """Leader only: status projections of changed CronWorkflows, Events, history limits."""
+    def _write_cluster_state(self, moment: float, *, final: bool = False) -> None:
+        """Leader only: status projections of changed CronWorkflows, Events, history limits.
+        ``final``: the last write of a leader shutting down (it still holds the lead)."""
         if self.cluster is None:
             return
         with self._lock:
-            if not self._leading or self._degraded is not None:
+            if not final and (not self._leading or self._degraded is not None):
                 return
             dirty, self._dirty = self._dirty, set()
             events, self._events = self._events, []
@@ -778,7 +787,7 @@ class Service:
         if failed:
             with self._lock:
                 self._dirty |= failed
-        if self.watcher is not None and moment >= self._next_gc:
+        if self.watcher is not None and not final and moment >= self._next_gc:
             self._next_gc = moment + self.cluster.gc_interval
             self.watcher.enforce_history_limits({k: cw.spec for k, cw in catalog.items()})
 

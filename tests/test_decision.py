@@ -783,6 +783,176 @@ def test_signature_changes_with_the_schedules_and_the_time_zone() -> None:
     assert make_cron_workflow(suspend=True).signature == base.signature
 
 
+@pytest.mark.parametrize(
+    ("schedules", "zone", "argos"),
+    [
+        (("* * * * *",), "", "* * * * *"),
+        (("* * * * *",), "America/Los_Angeles", "CRON_TZ=America/Los_Angeles * * * * *"),
+        (("* * * * *", "0 * * * *"), "", "* * * * *,0 * * * *"),
+        (
+            ("* * * * *", "0 * * * *"),
+            "America/Los_Angeles",
+            "CRON_TZ=America/Los_Angeles * * * * *,CRON_TZ=America/Los_Angeles 0 * * * *",
+        ),
+        (("41 12 * * *",), "America/New_York", "CRON_TZ=America/New_York 41 12 * * *"),
+        (
+            ("@every 90s", "@daily"),
+            "Pacific/Niue",
+            "CRON_TZ=Pacific/Niue @every 90s,CRON_TZ=Pacific/Niue @daily",
+        ),
+    ],
+)
+def test_signature_is_argos_schedule_with_timezone_string(
+    schedules: tuple[str, ...], zone: str, argos: str
+) -> None:
+    """Byte for byte ``GetScheduleWithTimezoneString()`` (Argo's cron_workflow_types_test.go
+    and TestLastUsedSchedule): what Argo compares its ``last-used-schedule`` annotation with."""
+    assert make_cron_workflow(schedules=schedules, timezone=zone).signature == argos
+
+
+def test_signature_of_the_deprecated_schedule_is_argo_3_7s_string() -> None:
+    cron_workflow = make_cron_workflow(
+        schedules=(), deprecated_schedule="0 2 * * *", timezone="UTC"
+    )
+
+    assert cron_workflow.signature == "CRON_TZ=UTC 0 2 * * *"
+
+
+# Seeding a history from what the object carries (DESIGN §5, §9; reference §1.6)
+
+SEEN = at(60)  # when the CronWorkflow without history is first seen
+LAST_SCHEDULED = at(20)
+LAST_DECIDED = at(45)
+
+
+def seed_status(**changes: Any) -> StatusSeed:
+    """A status with ``lastScheduledTime`` at(20), as Argo or cronwf left it."""
+    return replace(StatusSeed(succeeded=3, last_scheduled_time=LAST_SCHEDULED), **changes)
+
+
+def seeded_cursor(status: StatusSeed, **spec: Any) -> datetime | None:
+    return seed_history(make_cron_workflow(status=status, **spec), SEEN).cursor
+
+
+def current_schedule() -> str:
+    return make_cron_workflow().signature
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_seed_history_with_the_current_last_used_schedule_starts_from_last_scheduled_time(
+    required: bool,
+) -> None:
+    """Argo's ``IsUsingNewSchedule()`` is false: the instants since ``lastScheduledTime`` are
+    outstanding, and the catch-up rule decides them, in any mode."""
+    status = seed_status(
+        last_used_schedule=current_schedule(), last_used_schedule_required=required
+    )
+
+    assert seeded_cursor(status) == LAST_SCHEDULED
+
+
+@pytest.mark.parametrize("required", [False, True])
+@pytest.mark.parametrize(
+    "recorded", ["*/10 * * * *", "CRON_TZ=Europe/Paris */5 * * * *", "*/5 * * * * ", ""]
+)
+def test_seed_history_with_another_last_used_schedule_starts_at_now(
+    recorded: str, required: bool
+) -> None:
+    """The schedule changed since the status was written (argo-workflows#7182): nothing
+    outstanding runs, exactly as Argo would not. The comparison is byte for byte."""
+    status = seed_status(
+        last_used_schedule=recorded,
+        last_decided_time=LAST_DECIDED,
+        last_used_schedule_required=required,
+    )
+
+    assert seeded_cursor(status) == SEEN
+
+
+def test_seed_history_from_the_cluster_without_the_last_used_schedule_starts_at_now() -> None:
+    """Argo reads a missing annotation as "the schedule just changed"; so does cronwf for an
+    object in the cluster, which Argo's controller may have handed over."""
+    status = seed_status(last_used_schedule_required=True)
+
+    assert seeded_cursor(status) == SEEN
+
+
+def test_seed_history_from_a_manifest_without_the_last_used_schedule_keeps_the_status() -> None:
+    """SIMULATE.md: a manifest's ``lastScheduledTime`` seeds the cursor, annotation or not."""
+    assert seeded_cursor(seed_status()) == LAST_SCHEDULED
+
+
+def test_seed_history_starts_from_the_last_decided_time_under_the_current_schedule() -> None:
+    """A restart without Redis: the instants cronwf skipped after its last spawn (suspended,
+    stopped, ``when``, ``Forbid``, missed) were decided, and are not decided again."""
+    status = seed_status(
+        last_used_schedule=current_schedule(),
+        last_decided_time=LAST_DECIDED,
+        last_used_schedule_required=True,
+    )
+
+    seeded = seed_history(make_cron_workflow(status=status), SEEN)
+
+    assert seeded.cursor == LAST_DECIDED
+    assert seeded.last_scheduled_time == LAST_SCHEDULED  # still the last spawn
+    assert seeded.succeeded == 3
+
+
+def test_seed_history_ignores_a_last_decided_time_without_the_last_used_schedule() -> None:
+    """The cursor is an instant of one schedule: without the annotation naming it, which one
+    is unknown, and the other rules apply."""
+    assert seeded_cursor(seed_status(last_decided_time=LAST_DECIDED)) == LAST_SCHEDULED
+    assert seeded_cursor(StatusSeed(last_decided_time=LAST_DECIDED)) == SEEN
+
+
+def test_seed_history_takes_the_later_of_last_scheduled_and_last_decided_times() -> None:
+    """Handed to Argo and back: Argo moved ``lastScheduledTime`` past the cursor cronwf left,
+    which it does not update. Argo's spawns are not decided again."""
+    status = seed_status(
+        last_used_schedule=current_schedule(),
+        last_decided_time=at(10),
+        last_used_schedule_required=True,
+    )
+
+    assert seeded_cursor(status) == LAST_SCHEDULED
+
+
+def test_seed_history_with_only_a_last_decided_time_starts_there() -> None:
+    """A CronWorkflow that never spawned (suspended from the start) still keeps its cursor."""
+    status = StatusSeed(
+        last_used_schedule=current_schedule(),
+        last_decided_time=LAST_DECIDED,
+        last_used_schedule_required=True,
+    )
+
+    assert seeded_cursor(status) == LAST_DECIDED
+
+
+def test_seed_history_gives_the_cursor_in_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    status = StatusSeed(
+        last_used_schedule=current_schedule(),
+        last_decided_time=LAST_DECIDED.astimezone(paris),
+        last_used_schedule_required=True,
+    )
+
+    cursor = seeded_cursor(status)
+
+    assert cursor == LAST_DECIDED
+    assert cursor is not None
+    assert cursor.utcoffset() == timedelta(0)
+
+
+def test_seed_history_compares_the_last_used_schedule_with_the_time_zone() -> None:
+    """``CRON_TZ=<zone> `` is part of the string: the same fields in another zone are another
+    schedule."""
+    in_paris = make_cron_workflow(timezone="Europe/Paris").signature
+    status = seed_status(last_used_schedule=in_paris, last_used_schedule_required=True)
+
+    assert seeded_cursor(status, timezone="Europe/Paris") == LAST_SCHEDULED
+    assert seeded_cursor(status) == SEEN
+
+
 # --------------------------------------------------------------------------------------------
 # The spawned Workflow (DESIGN §7)
 

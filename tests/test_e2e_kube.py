@@ -23,6 +23,10 @@ How a scenario is judged, once the replicas have stopped:
   the CronWorkflow's ``status.succeeded`` must end equal to the number of Workflows that
   finished: none lost in a handover, none counted twice.
 
+One scenario runs without Redis (the history in the process, re-seeded from the objects after
+a restart): it is judged from the logs, the Workflows, the ``MissedSchedule`` Events and the
+cursor annotation cronwf keeps on each CronWorkflow.
+
 Timings are short (Lease 3 s, renew deadline 2 s, retry period 0.5 s, reload 0.2 s) and
 schedules are ``@every 1s``; every wait polls against a deadline. Disruptions happen away from
 the whole-second instants, so no tick is half done when they strike and the checks can be
@@ -239,8 +243,11 @@ class Fleet:
         self._kubeconfig = kube.kubeconfig(directory / "kubeconfig", namespace=NAMESPACE)
         self.started: list[Replica] = []
 
-    def start(self, *identities: str, lease: Sequence[str] = FAST_LEASE) -> list[Replica]:
-        """Start one replica per identity, then wait until each answers ``/readyz`` 200."""
+    def start(
+        self, *identities: str, lease: Sequence[str] = FAST_LEASE, redis: bool = True
+    ) -> list[Replica]:
+        """Start one replica per identity, then wait until each answers ``/readyz`` 200.
+        Without ``redis`` they keep their history in the process (no ``--redis-url``)."""
         # Flags only: an operator's CRONWF_* variables must not change the test; the emulator
         # is on localhost, never behind a proxy.
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRONWF_")}
@@ -259,8 +266,7 @@ class Fleet:
                 NAMESPACE,
                 "--lease-namespace",
                 NAMESPACE,
-                "--redis-url",
-                self.redis.url,
+                *(("--redis-url", self.redis.url) if redis else ()),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -764,3 +770,139 @@ def test_dropped_and_expired_watches_and_failed_workflow_creations_lose_and_doub
 
     assert_each_instant_decided_once(fleet)
     assert_counted_once(counts)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. A restart without Redis
+
+HALTED = "halted"
+LAST_USED_SCHEDULE = "cronworkflows.argoproj.io/last-used-schedule"
+LAST_DECIDED_TIME = "cronwf.io/last-decided-time"
+INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)")
+
+
+def halted_cron_workflow(last_scheduled: int) -> Record:
+    """CronWorkflow ``halted`` (``@every 1s``) as Argo's controller leaves one its stop
+    strategy stopped after a run at ``last_scheduled`` (Unix seconds): phase ``Stopped``, the
+    completed label, ``lastScheduledTime`` and an unchanged ``last-used-schedule``."""
+    body = cron_workflow()
+    body["metadata"] = {
+        "name": HALTED,
+        "namespace": NAMESPACE,
+        "labels": {"cronworkflows.argoproj.io/completed": "true"},
+        "annotations": {LAST_USED_SCHEDULE: "@every 1s"},
+    }
+    body["status"] = {
+        "lastScheduledTime": f"{datetime.fromtimestamp(last_scheduled, UTC):%Y-%m-%dT%H:%M:%SZ}",
+        "phase": "Stopped",
+        "succeeded": 1,
+        "failed": 0,
+    }
+    return body
+
+
+def cursor_on_object(kube: EmulatorServer, name: str) -> int | None:
+    """The ``cronwf.io/last-decided-time`` annotation of ``name``, in Unix seconds."""
+    obj = kube.get("cronworkflows", NAMESPACE, name)
+    assert obj is not None, f"the CronWorkflow {name} is gone"
+    value = (obj["metadata"].get("annotations") or {}).get(LAST_DECIDED_TIME)
+    return None if value is None else unix(value)
+
+
+def decided_by(replica: Replica, name: str) -> list[int]:
+    """The instants of ``name`` that ``replica``'s log says it decided, one entry per decision
+    (a ``Missed`` event for a run of instants, with ``since``, counts each of them)."""
+    instants: list[int] = []
+    for event in replica.events(f"{NAMESPACE}/{name}", *DECISIONS):
+        last = unix(event["scheduledTime"])
+        first = unix(event["since"]) if "since" in event else last
+        instants += range(first, last + 1)  # @every 1s: every second is an instant
+    return instants
+
+
+def missed_schedule_events(kube: EmulatorServer, name: str) -> list[int]:
+    """The instants named by the ``MissedSchedule`` Events of ``name``, one entry per instant
+    (an Event for a run of instants names its first and last)."""
+    instants: list[int] = []
+    for event in kube.objects("events", NAMESPACE):
+        if event.get("involvedObject", {}).get("name") != name:
+            continue
+        if event.get("reason") != "MissedSchedule":
+            continue
+        named = [unix(moment) for moment in INSTANT.findall(event["message"])]
+        instants += range(named[0], named[-1] + 1)
+    return instants
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_a_restart_without_redis_decides_no_instant_again_and_drops_none(
+    fleet: Fleet, kube: EmulatorServer, argo: ArgoController
+) -> None:
+    """Without ``--redis-url`` the history lives in the process; after a restart it is
+    re-seeded from the objects. Seeded from ``lastScheduledTime`` alone (it only moves on
+    spawns), a stopped CronWorkflow had every instant it skipped since decided again, as
+    missed: 39 ``MissedSchedule`` Events for one 8 s restart. With the cursor on the object
+    (``cronwf.io/last-decided-time``), every instant from the first process's first decision
+    to the second's last is decided exactly once, by one of them: the ones of the gap by the
+    second's catch-up, none of the first's again. How the gap's instants of the stopped
+    CronWorkflow are classified is not judged here."""
+    names = (NAME, HALTED)
+    kube.put("cronworkflows", cron_workflow(deadline=60))
+    kube.put("cronworkflows", halted_cron_workflow(int(time.time()) - 5))
+    [first] = fleet.start("first", redis=False)
+    eventually("the first process leads", LEASE_DURATION + 2, first.is_leader)
+    eventually("3 Workflows", 8.0, lambda: len(first.spawned()) >= 3)
+
+    def projected() -> bool:
+        """Every decision logged so far is on the objects."""
+        return all(
+            cursor_on_object(kube, name) == max(decided_by(first, name), default=None)
+            for name in names
+        )
+
+    for _ in range(10):  # stop at mid-second, with no decision left to write to the objects
+        wait_for_mid_second()
+        deadline = time.monotonic() + 0.3
+        while not projected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if projected():
+            break
+    else:
+        pytest.fail("the first process's decisions never all reached the objects")
+    assert first.stop() == 0
+    before = {name: decided_by(first, name) for name in names}
+    cursors = {name: cursor_on_object(kube, name) for name in names}
+    assert cursors == {name: max(before[name]) for name in names}, "a decision was not written"
+
+    time.sleep(1.6)  # a gap: an instant or two pass while nobody decides
+    [second] = fleet.start("second", redis=False)
+    eventually("the second process leads", LEASE_DURATION + 2, second.is_leader)
+    eventually(
+        "3 Workflows on time by the second process",
+        8.0,
+        lambda: len(second.spawned(catch_up=False)) >= 3,
+    )
+    quiesce(fleet)
+    assert second.stop() == 0
+
+    for name in names:
+        again = decided_by(second, name)
+        cursor = cursors[name]
+        assert cursor is not None
+        assert [t for t in again if t <= cursor] == [], f"{name}: decided again after the restart"
+        decisions_ = sorted([*before[name], *again])
+        assert decisions_ == list(range(decisions_[0], decisions_[-1] + 1)), (
+            f"{name}: an instant decided twice or never: {decisions_}"
+        )
+        missed = missed_schedule_events(kube, name)
+        assert len(missed) == len(set(missed)), f"{name}: MissedSchedule twice for {missed}"
+    spawned = sorted([*first.spawned(), *second.spawned()])
+    assert sorted(workflows(kube)) == spawned
+    recreated = [
+        e["workflow"]
+        for replica in (first, second)
+        for e in replica.tick_events("Spawned")
+        if not e["workflowCreated"]
+    ]
+    assert recreated == [], f"spawned again, found already existing: {recreated}"

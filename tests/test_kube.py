@@ -18,6 +18,9 @@ run for real with short intervals; every wait is bounded (``WAIT`` seconds at mo
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -57,6 +60,8 @@ GROUP_VERSION = "argoproj.io/v1alpha1"
 NS = "argo"
 CRON_LABEL = "workflows.argoproj.io/cron-workflow"
 INSTANCE_LABEL = "workflows.argoproj.io/controller-instanceid"
+LAST_USED_SCHEDULE = "cronworkflows.argoproj.io/last-used-schedule"
+LAST_DECIDED_TIME = "cronwf.io/last-decided-time"
 GOLDEN = Path(__file__).parent / "golden"
 SERVER_SET = ("uid", "resourceVersion", "creationTimestamp", "generation")
 WAIT = 10.0  # seconds: the longest any test waits for anything
@@ -502,6 +507,32 @@ def test_source_reflects_additions_changes_and_deletions(
     kube.wait(lambda: keys(source) == {"argo/daily"}, timeout=WAIT)
 
 
+def test_source_reads_the_state_annotations_under_argos_rule(
+    kube: EmulatorServer, sources: Callable[..., KubeSource]
+) -> None:
+    """An object in the cluster may come from Argo's controller: a missing
+    ``last-used-schedule`` means "the schedule just changed" (reference §1.6), and the two
+    state annotations seed the history rather than count as the CronWorkflow's annotations."""
+    body = cron_workflow("nightly")
+    body["metadata"]["annotations"] = {
+        "team": "data",
+        LAST_USED_SCHEDULE: EVERY_FIVE_ON_LEAP_DAY,
+        LAST_DECIDED_TIME: "2028-02-29T09:10:00Z",
+    }
+    kube.put("cronworkflows", body)
+    kube.put("cronworkflows", cron_workflow("hourly"))
+
+    found = sources().poll().cron_workflows
+
+    nightly, hourly = found["argo/nightly"], found["argo/hourly"]
+    assert nightly.annotations == {"team": "data"}
+    assert nightly.status.last_used_schedule == EVERY_FIVE_ON_LEAP_DAY
+    assert nightly.status.last_decided_time == at(10)
+    assert (hourly.status.last_used_schedule, hourly.status.last_decided_time) == (None, None)
+    assert nightly.status.last_used_schedule_required
+    assert hourly.status.last_used_schedule_required
+
+
 def test_source_reports_an_invalid_object_as_a_problem_naming_it(
     kube: EmulatorServer, sources: Callable[..., KubeSource]
 ) -> None:
@@ -838,11 +869,14 @@ def test_stop_ends_the_watch_thread_even_with_its_watch_request_in_flight(
 
 def test_projection_has_argos_status_fields() -> None:
     """``active`` as ObjectReferences, ``lastScheduledTime`` in RFC 3339 UTC, conditions with
-    ``status: "True"``, the counters and the phase (reference §1.13)."""
+    ``status: "True"``, the counters and the phase (reference §1.13); and the two state
+    annotations (reference §3.3, Argo's ``persistUpdate``: status and annotations in one
+    merge patch)."""
     spec = CronWorkflowSpec(name="nightly", namespace=NS)
     paris = timezone(timedelta(hours=1))
     history = History(
-        cursor=at(5),
+        cursor=at(10),
+        signature="CRON_TZ=Europe/Paris */5 * 29 2 *",
         last_scheduled_time=datetime(2028, 2, 29, 10, 5, tzinfo=paris),
         succeeded=4,
         failed=2,
@@ -851,6 +885,12 @@ def test_projection_has_argos_status_fields() -> None:
         conditions={"SubmissionError": "Failed to submit Workflow: forbidden"},
     )
     assert KubeStatus.projection(spec, history) == {
+        "metadata": {
+            "annotations": {
+                LAST_USED_SCHEDULE: "CRON_TZ=Europe/Paris */5 * 29 2 *",
+                LAST_DECIDED_TIME: "2028-02-29T09:10:00Z",
+            }
+        },
         "status": {
             "active": [
                 {
@@ -871,8 +911,34 @@ def test_projection_has_argos_status_fields() -> None:
             "succeeded": 4,
             "failed": 2,
             "phase": "Active",
-        }
+        },
     }
+
+
+def test_projection_writes_the_cursor_to_the_second_in_utc() -> None:
+    """A cursor moved to "now" by a schedule change has a fraction of a second; every instant
+    is on a whole second, so the truncated cursor covers the same instants."""
+    spec = CronWorkflowSpec(name="nightly", namespace=NS)
+    history = History(cursor=at(7, 12.75).astimezone(timezone(timedelta(hours=-8))))
+
+    annotations = KubeStatus.projection(spec, history)["metadata"]["annotations"]
+
+    assert annotations == {LAST_DECIDED_TIME: "2028-02-29T09:07:12Z"}
+
+
+def test_projection_of_a_cronworkflow_with_a_spec_error_leaves_the_last_used_schedule() -> None:
+    """Argo never runs an invalid CronWorkflow, so never writes its annotation; the cursor is
+    still written."""
+    spec = CronWorkflowSpec(name="nightly", namespace=NS)
+    history = History(
+        cursor=at(5),
+        signature="*/5 * 29 2 *",
+        conditions={"SpecError": "cron schedule * * is malformed: expected exactly 5 fields"},
+    )
+
+    annotations = KubeStatus.projection(spec, history)["metadata"]["annotations"]
+
+    assert annotations == {LAST_DECIDED_TIME: "2028-02-29T09:05:00Z"}
 
 
 def test_projection_sends_nulls_when_empty_so_the_merge_patch_clears_them() -> None:
@@ -928,6 +994,26 @@ def test_status_write_merge_patches_the_cronworkflow_and_leaves_the_rest_alone(
     version = after["metadata"]["resourceVersion"]
     assert status.write(spec, history) is False  # unchanged: no request at all
     assert stored(kube, "cronworkflows", "nightly")["metadata"]["resourceVersion"] == version
+
+
+def test_status_write_merges_the_state_annotations_into_the_objects_own(
+    kube: EmulatorServer, kube_client: client.ApiClient
+) -> None:
+    """Annotations are merged (a merge patch of the map): a user's stay, a stale
+    ``last-used-schedule`` is replaced by the schedule the history follows."""
+    body = cron_workflow("nightly")
+    body["metadata"]["annotations"] = {"team": "data", LAST_USED_SCHEDULE: "0 * * * *"}
+    kube.put("cronworkflows", body)
+    status = KubeStatus(kube_client, lambda: T0)
+    history = History(cursor=at(5), signature=EVERY_FIVE_ON_LEAP_DAY)
+
+    assert status.write(spec_of(kube, "nightly"), history) is True
+
+    assert stored(kube, "cronworkflows", "nightly")["metadata"]["annotations"] == {
+        "team": "data",
+        LAST_USED_SCHEDULE: EVERY_FIVE_ON_LEAP_DAY,
+        LAST_DECIDED_TIME: "2028-02-29T09:05:00Z",
+    }
 
 
 def test_status_write_of_a_stopped_cronworkflow_adds_the_completed_label(
@@ -1182,14 +1268,27 @@ def serve(
 ) -> Iterator[Callable[..., Service]]:
     """Start a Kubernetes-mode service (identity ``cronwf-0``) the way ``scheduler/cli.py``
     builds it: Lease + published Redis fence, Redis history (the session's ``redis-server``
-    unless ``store`` is given), KubeSource/KubeSink/KubeStatus and a WorkflowWatcher; short
-    intervals (reload 0.1 s, Lease 3 s/2 s/0.2 s, GC 0.2 s)."""
+    unless ``store`` is given; with ``without_redis``, the in-process store and no fence, as
+    without ``--redis-url``), KubeSource (for CronWorkflows of ``instance_id``, default none),
+    KubeSink, KubeStatus and a WorkflowWatcher; short intervals (reload 0.1 s, Lease
+    3 s/2 s/0.2 s, GC 0.2 s)."""
     started: list[tuple[Service, client.ApiClient]] = []
 
-    def start(identity: str = "cronwf-0", store: redis.Redis | None = None) -> Service:
+    def start(
+        identity: str = "cronwf-0",
+        store: redis.Redis | None = None,
+        *,
+        without_redis: bool = False,
+        instance_id: str = "",
+    ) -> Service:
         api = kube.api_client()
-        store_client = redis_client if store is None else store
-        fence = PublishedFence(store_client, identity)
+        fence: PublishedFence | None = None
+        if without_redis:
+            history = RedisHistory.in_process()
+        else:
+            store_client = redis_client if store is None else store
+            fence = PublishedFence(store_client, identity)
+            history = RedisHistory(store_client, fence=fence)
         lease = KubeLease(
             api,
             NS,
@@ -1200,7 +1299,7 @@ def serve(
             retry_period=timedelta(seconds=0.2),
         )
         cluster = Cluster(
-            source=KubeSource(api, NS, ""),
+            source=KubeSource(api, NS, instance_id),
             sink=KubeSink(api, ""),
             status=KubeStatus(api, clock),
             watcher=lambda finished, deleted, running: WorkflowWatcher(
@@ -1219,7 +1318,7 @@ def serve(
         )
         service = Service(
             config,
-            RedisHistory(store_client, fence=fence),
+            history,
             FencedLease(lease, fence),
             clock=clock,
             cluster=cluster,
@@ -1739,3 +1838,434 @@ def test_a_create_whose_reply_was_lost_is_recorded_once(
     status_shows(kube, "nightly", succeeded=1, active=None, lastScheduledTime=rfc3339(at(5)))
     assert workflows_of(kube, "nightly") == [workflow]
     assert history(KEY).succeeded == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-over with Argo's controller: the last-used-schedule annotation (DESIGN §5; reference
+# §1.6, §3.3). Argo's side is played by the functions below, written from Argo's Go source.
+
+PARIS = "Europe/Paris"
+ARGOS_STRING = f"CRON_TZ={PARIS} {EVERY_FIVE_ON_LEAP_DAY}"
+
+
+def argos_schedule_string(obj: Mapping[str, Any]) -> str:
+    """Argo's ``GetScheduleWithTimezoneString()`` of a stored CronWorkflow."""
+    spec = obj["spec"]
+    prefix = f"CRON_TZ={spec['timezone']} " if spec.get("timezone") else ""
+    return ",".join(prefix + schedule for schedule in spec.get("schedules") or ())
+
+
+def argo_sees_a_new_schedule(obj: Mapping[str, Any]) -> bool:
+    """Argo's ``IsUsingNewSchedule()``: when true, its controller runs nothing outstanding."""
+    annotations = obj["metadata"].get("annotations") or {}
+    return annotations.get(LAST_USED_SCHEDULE) != argos_schedule_string(obj)
+
+
+def left_by_argo(
+    name: str,
+    *,
+    last_used_schedule: str | None,
+    last_scheduled: datetime,
+    labels: Mapping[str, str] | None = None,
+    spec: Mapping[str, Any] | None = None,
+    status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A CronWorkflow in Paris as Argo's controller leaves it: its status and, unless None,
+    its ``last-used-schedule`` annotation."""
+    body = cron_workflow(
+        name,
+        labels=labels,
+        spec={"timezone": PARIS, **(spec or {})},
+        status={
+            "lastScheduledTime": rfc3339(last_scheduled),
+            "succeeded": 1,
+            "failed": 0,
+            "phase": "Active",
+            **(status or {}),
+        },
+    )
+    if last_used_schedule is not None:
+        body["metadata"]["annotations"] = {LAST_USED_SCHEDULE: last_used_schedule}
+    return body
+
+
+def annotations_of(kube: EmulatorServer, name: str) -> dict[str, str]:
+    return dict(stored(kube, "cronworkflows", name)["metadata"].get("annotations") or {})
+
+
+def annotations_show(kube: EmulatorServer, name: str, **expected: str) -> dict[str, str]:
+    """Wait until the CronWorkflow's annotations have the ``expected`` values (keyword
+    ``last_used_schedule`` and ``last_decided_time``)."""
+    keys = {"last_used_schedule": LAST_USED_SCHEDULE, "last_decided_time": LAST_DECIDED_TIME}
+    wanted = {keys[field_]: value for field_, value in expected.items()}
+
+    def matches() -> list[dict[str, str]]:
+        annotations = annotations_of(kube, name)
+        return [annotations] if all(annotations.get(k) == v for k, v in wanted.items()) else []
+
+    try:
+        [annotations] = kube.wait(matches, timeout=REACT)
+        return annotations
+    except TimeoutError:
+        pytest.fail(
+            f"{name} never showed {wanted}; its annotations are {annotations_of(kube, name)}"
+        )
+
+
+MISSED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+
+def missed_events(kube: EmulatorServer, name: str) -> list[datetime]:
+    """The instants named by the ``MissedSchedule`` Events of ``name``, one per instant named
+    (an Event for a long gap names its first and last)."""
+    return sorted(
+        datetime.fromisoformat(moment)
+        for event in events_of(kube, name)
+        if event["reason"] == "MissedSchedule"
+        for moment in MISSED_AT.findall(event["message"])
+    )
+
+
+def test_taken_over_from_argo_with_its_schedule_unchanged_the_missed_instant_is_caught_up_once(
+    kube: EmulatorServer,
+    serve: Callable[..., Service],
+    clock: FakeClock,
+    history: Callable[[str], History],
+) -> None:
+    """Argo's annotation names the current schedule (``IsUsingNewSchedule()`` false): the
+    instants since ``lastScheduledTime`` are outstanding, and the catch-up rule runs the latest
+    inside ``startingDeadlineSeconds``, once, where Argo would have run it (reference §1.6)."""
+    kube.put(
+        "cronworkflows",
+        left_by_argo(
+            "nightly",
+            last_used_schedule=ARGOS_STRING,
+            last_scheduled=at(0),
+            spec={"startingDeadlineSeconds": 300},
+        ),
+    )
+    assert not argo_sees_a_new_schedule(stored(kube, "cronworkflows", "nightly"))
+    clock.set(at(12))  # at(5) and at(10) passed; at(10) is inside the deadline
+
+    service = serve()
+    leading(kube, service, 1)
+
+    caught_up = workflow_name("nightly", at(10))
+    kube.wait(lambda: workflows_of(kube, "nightly") == [caught_up], timeout=REACT)
+    annotations_show(kube, "nightly", last_decided_time=rfc3339(at(10)))
+    quiesce()  # the status write is seen, synced again: nothing more runs
+    assert workflows_of(kube, "nightly") == [caught_up]
+    assert missed_events(kube, "nightly") == [at(5)]  # superseded by at(10)
+    assert history(KEY).cursor == at(10)
+    assert history(KEY).succeeded == 1  # from the status Argo left
+
+    tick(service, clock, at(15))
+    assert sorted(workflows_of(kube, "nightly")) == [caught_up, workflow_name("nightly", at(15))]
+
+
+@pytest.mark.parametrize(
+    "last_used_schedule",
+    [None, "CRON_TZ=Europe/Paris 0 * * * *", EVERY_FIVE_ON_LEAP_DAY],
+    ids=["missing", "another schedule", "without the time zone"],
+)
+def test_taken_over_from_argo_with_a_changed_schedule_nothing_outstanding_runs(
+    kube: EmulatorServer,
+    serve: Callable[..., Service],
+    clock: FakeClock,
+    history: Callable[[str], History],
+    last_used_schedule: str | None,
+) -> None:
+    """Argo's ``IsUsingNewSchedule()`` is true (the annotation is missing, or is not the
+    current schedule string byte for byte): Argo would run nothing outstanding, so neither
+    does cronwf (argo-workflows#7182). The cursor starts at now, nothing is recorded missed,
+    and the annotation is set to the current string, so Argo would now agree."""
+    kube.put(
+        "cronworkflows",
+        left_by_argo(
+            "nightly",
+            last_used_schedule=last_used_schedule,
+            last_scheduled=at(0),
+            spec={"startingDeadlineSeconds": 300},
+        ),
+    )
+    assert argo_sees_a_new_schedule(stored(kube, "cronworkflows", "nightly"))
+    clock.set(at(12))
+
+    service = serve()
+    leading(kube, service, 1)
+
+    annotations_show(
+        kube, "nightly", last_used_schedule=ARGOS_STRING, last_decided_time=rfc3339(at(12))
+    )
+    quiesce()
+    assert workflows_of(kube, "nightly") == []
+    assert missed_events(kube, "nightly") == []
+    assert history(KEY).cursor == at(12)
+    assert history(KEY).last_scheduled_time == at(0)  # still what Argo spawned last
+    assert not argo_sees_a_new_schedule(stored(kube, "cronworkflows", "nightly"))
+
+    tick(service, clock, at(15))
+    assert workflows_of(kube, "nightly") == [workflow_name("nightly", at(15))]
+
+
+def test_after_cronwf_ticks_argo_would_see_its_schedule_unchanged_and_the_cursor_is_kept(
+    kube: EmulatorServer, serve: Callable[..., Service], clock: FakeClock
+) -> None:
+    """cronwf writes ``last-used-schedule`` as Argo does, in the status patch: Argo, handed
+    the CronWorkflow back, sees the schedule unchanged and catches up from
+    ``lastScheduledTime``. Beside it the cursor, which skips move too (``lastScheduledTime``
+    stays at the last spawn)."""
+    kube.put("cronworkflows", cron_workflow("nightly", spec={"timezone": PARIS}))
+    service = serve()
+    leading(kube, service, 1)
+
+    tick(service, clock, at(5))
+    status_shows(kube, "nightly", lastScheduledTime=rfc3339(at(5)))
+    annotations_show(
+        kube, "nightly", last_used_schedule=ARGOS_STRING, last_decided_time=rfc3339(at(5))
+    )
+    assert not argo_sees_a_new_schedule(stored(kube, "cronworkflows", "nightly"))
+
+    kube.patch("cronworkflows", NS, "nightly", {"spec": {"suspend": True}})
+    kube.wait(lambda: [g.state for g in service.gauges()] == ["suspended"], timeout=WAIT)
+    tick(service, clock, at(10))
+    annotations_show(kube, "nightly", last_decided_time=rfc3339(at(10)))
+    assert status_of(kube, "nightly")["lastScheduledTime"] == rfc3339(at(5))
+
+
+def test_a_schedule_change_moves_the_cursor_to_now_and_the_annotation_follows(
+    kube: EmulatorServer, serve: Callable[..., Service], clock: FakeClock
+) -> None:
+    """DESIGN §5: instants of the new schedule before the change are never caught up; the
+    annotation names the new schedule, so Argo would not catch them up either."""
+    kube.put("cronworkflows", cron_workflow("nightly", spec={"timezone": PARIS}))
+    service = serve()
+    leading(kube, service, 1)
+    tick(service, clock, at(5))
+    annotations_show(kube, "nightly", last_used_schedule=ARGOS_STRING)
+
+    clock.set(at(7, 30))
+    changed = ["*/10 * 29 2 *", "3 * 29 2 *"]
+    kube.patch("cronworkflows", NS, "nightly", {"spec": {"schedules": changed}})
+
+    new_string = f"CRON_TZ={PARIS} */10 * 29 2 *,CRON_TZ={PARIS} 3 * 29 2 *"
+    annotations_show(
+        kube, "nightly", last_used_schedule=new_string, last_decided_time=rfc3339(at(7, 30))
+    )
+    assert not argo_sees_a_new_schedule(stored(kube, "cronworkflows", "nightly"))
+
+
+def test_a_spec_error_leaves_argos_annotation_as_it_is(
+    kube: EmulatorServer, serve: Callable[..., Service], clock: FakeClock
+) -> None:
+    """Argo never runs an invalid CronWorkflow, so it never writes the annotation of one."""
+    kube.put(
+        "cronworkflows",
+        left_by_argo("nightly", last_used_schedule=ARGOS_STRING, last_scheduled=at(0)),
+    )
+    service = serve()
+    leading(kube, service, 1)
+    annotations_show(kube, "nightly", last_decided_time=rfc3339(T0))
+
+    kube.patch("cronworkflows", NS, "nightly", {"spec": {"schedules": ["61 * * * *"]}})
+    kube.wait(lambda: service.ready().detail["invalid"] == 1, timeout=WAIT)
+    kube.wait(lambda: status_of(kube, "nightly").get("conditions"), timeout=REACT)
+    quiesce()
+
+    assert annotations_of(kube, "nightly")[LAST_USED_SCHEDULE] == ARGOS_STRING
+
+
+def kubectl(kube: EmulatorServer, directory: Path, *arguments: str) -> str:
+    """Run ``kubectl`` against the emulator, as an operator would; its output."""
+    config = kube.kubeconfig(directory / "kubeconfig", namespace=NS)
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(config), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(arguments)}: {done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_moving_a_cronworkflow_from_argo_to_cronwf_and_back_neither_runs_nor_drops_an_instant(
+    kube: EmulatorServer,
+    serve: Callable[..., Service],
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    """The README's two ``kubectl label`` commands. Argo → cronwf: the instant missed during
+    the switch runs once (inside ``startingDeadlineSeconds``); cronwf → Argo: the object
+    carries what Argo's catch-up reads, unchanged schedule and the last spawn, so Argo would
+    run the instant due while it was being handed back, and cronwf no longer acts."""
+    kube.put(
+        "cronworkflows",
+        left_by_argo(
+            "nightly",
+            last_used_schedule=ARGOS_STRING,
+            last_scheduled=at(0),
+            spec={"startingDeadlineSeconds": 300},
+        ),
+    )
+    clock.set(at(7))
+    service = serve(instance_id="cronwf")
+    leading(kube, service, 0)
+
+    kubectl(kube, tmp_path, "label", "cwf", "nightly", f"{INSTANCE_LABEL}=cronwf")
+    switched = workflow_name("nightly", at(5))
+    kube.wait(lambda: workflows_of(kube, "nightly") == [switched], timeout=REACT)
+    tick(service, clock, at(10))
+    status_shows(kube, "nightly", lastScheduledTime=rfc3339(at(10)))
+    annotations_show(kube, "nightly", last_decided_time=rfc3339(at(10)))
+
+    kubectl(kube, tmp_path, "label", "cwf", "nightly", f"{INSTANCE_LABEL}-")
+    leading(kube, service, 0)
+    tick(service, clock, at(15))
+
+    handed_back = stored(kube, "cronworkflows", "nightly")
+    assert not argo_sees_a_new_schedule(handed_back)
+    assert handed_back["status"]["lastScheduledTime"] == rfc3339(at(10))
+    assert sorted(workflows_of(kube, "nightly")) == [
+        workflow_name("nightly", at(5)),
+        workflow_name("nightly", at(10)),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Without Redis: the cursor survives a restart on the object (DESIGN §4, §9)
+
+
+def decided(service: Service, key: str) -> dict[datetime, str]:
+    """The instants ``service``'s own store recorded for ``key``, with their decisions."""
+    store = service.store
+    assert isinstance(store, RedisHistory)
+    return {run.scheduled_at: run.decision for run in store.recent_runs(key)}
+
+
+@pytest.mark.parametrize(
+    "restarted_at", [at(16), at(21)], ids=["no instant in the gap", "an instant in the gap"]
+)
+def test_a_restart_without_redis_decides_no_instant_twice(
+    kube: EmulatorServer,
+    serve: Callable[..., Service],
+    clock: FakeClock,
+    restarted_at: datetime,
+) -> None:
+    """The history lives in the process and is re-seeded from the object after a restart.
+    ``lastScheduledTime`` only moves on spawns; seeded from it alone, the instants a stopped
+    or suspended CronWorkflow skipped since were decided again, as missed, with a
+    ``MissedSchedule`` Event each (39 for one 8 s restart). The cursor annotation keeps them
+    decided. The instants inside the gap are decided once, by the new process (how, for a
+    suspended or stopped CronWorkflow, is not this test's concern)."""
+    unchanged = ARGOS_STRING  # the objects come from Argo, schedules unchanged
+    kube.put(
+        "cronworkflows", left_by_argo("active", last_used_schedule=unchanged, last_scheduled=at(0))
+    )
+    kube.put(
+        "cronworkflows",
+        left_by_argo(
+            "stopped",
+            last_used_schedule=unchanged,
+            last_scheduled=at(0),
+            labels={COMPLETED_LABEL: "true"},
+            status={"phase": "Stopped"},
+        ),
+    )
+    kube.put(
+        "cronworkflows",
+        left_by_argo(
+            "suspended",
+            last_used_schedule=unchanged,
+            last_scheduled=at(0),
+            spec={"suspend": True},
+        ),
+    )
+    names = ("active", "stopped", "suspended")
+    clock.set(at(1))
+    first = serve(without_redis=True)
+    leading(kube, first, 3)
+    before = (at(5), at(10), at(15))
+    for instant in before:
+        for name in names:
+            tick(first, clock, instant, key=f"{NS}/{name}")
+    for name in names:
+        annotations_show(kube, name, last_decided_time=rfc3339(at(15)))
+    quiesce()
+    assert {name: decided(first, f"{NS}/{name}") for name in names} == {
+        "active": dict.fromkeys(before, "Spawned"),
+        "stopped": dict.fromkeys(before, "Skipped"),
+        "suspended": dict.fromkeys(before, "Skipped"),
+    }
+    first.shutdown()
+
+    clock.set(restarted_at)
+    second = serve(without_redis=True)
+    leading(kube, second, 3)
+    gap = [at(20)] if restarted_at > at(20) else []
+    for name in names:  # the catch-up after the restart is done
+        annotations_show(kube, name, last_decided_time=rfc3339(max([at(15), *gap])))
+    after = at(25)
+    for instant in [at(20), after] if not gap else [after]:
+        for name in names:
+            tick(second, clock, instant, key=f"{NS}/{name}")
+    for name in names:
+        annotations_show(kube, name, last_decided_time=rfc3339(after))
+    quiesce()
+
+    for name in names:
+        again = decided(second, f"{NS}/{name}")
+        assert sorted(again) == [at(20), after], f"{name} decided again: {again}"
+        missed = missed_events(kube, name)
+        assert [moment for moment in missed if moment <= at(15)] == [], name
+        assert len(missed) == len(set(missed)) <= len(gap), f"{name}: {missed}"
+    spawned_again = [after] if gap else [at(20), after]  # without a deadline at(20) is missed
+    assert sorted(workflows_of(kube, "active")) == [
+        workflow_name("active", instant) for instant in (*before, *spawned_again)
+    ]
+    assert status_of(kube, "active")["lastScheduledTime"] == rfc3339(after)
+
+
+def test_a_leader_stopped_with_sigterm_writes_its_last_decisions_to_the_objects(
+    kube: EmulatorServer, serve: Callable[..., Service], clock: FakeClock
+) -> None:
+    """Without Redis the objects are the only memory: decisions made just before a shutdown
+    must reach them before the lead goes, or the next process decides those instants again."""
+    kube.put(
+        "cronworkflows",
+        left_by_argo("active", last_used_schedule=ARGOS_STRING, last_scheduled=at(0)),
+    )
+    clock.set(at(1))
+    first = serve(without_redis=True)
+    leading(kube, first, 1)
+    first._stop.set()  # the housekeeping loop writes nothing more from here on
+    tick(first, clock, at(5), key=f"{NS}/active")
+
+    first.shutdown()
+
+    assert annotations_of(kube, "active")[LAST_DECIDED_TIME] == rfc3339(at(5))
+    assert status_of(kube, "active")["lastScheduledTime"] == rfc3339(at(5))
+
+
+def test_a_redis_history_stays_the_source_of_truth_whatever_the_annotations_say(
+    kube: EmulatorServer,
+    serve: Callable[..., Service],
+    clock: FakeClock,
+    history: Callable[[str], History],
+) -> None:
+    """The annotations only seed a history the store does not have: with one in Redis, a
+    cursor annotation moved ahead (by hand, or a stale copy) decides nothing."""
+    kube.put("cronworkflows", cron_workflow("nightly"))
+    service = serve()
+    leading(kube, service, 1)
+    tick(service, clock, at(5))
+    annotations_show(kube, "nightly", last_decided_time=rfc3339(at(5)))
+
+    ahead = {LAST_DECIDED_TIME: rfc3339(at(20)), LAST_USED_SCHEDULE: "0 0 1 1 *"}
+    kube.patch("cronworkflows", NS, "nightly", {"metadata": {"annotations": ahead}})
+    quiesce()
+    tick(service, clock, at(10))
+
+    assert workflow_name("nightly", at(10)) in workflows_of(kube, "nightly")
+    assert history(KEY).cursor == at(10)

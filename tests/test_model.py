@@ -240,7 +240,63 @@ def test_the_pure_view_carries_what_the_policies_need() -> None:
         last_scheduled_time=datetime.datetime(2020, 2, 28, 19, 5, tzinfo=datetime.UTC),
         phase="Active",
         active=("hello-world-1582916700",),
+        last_used_schedule="CRON_TZ=America/Los_Angeles * * * * *",
     )
+    assert set(spec.annotations) == {"kubectl.kubernetes.io/last-applied-configuration"}
+
+
+def test_the_state_annotations_travel_on_the_status_seed_not_among_the_annotations() -> None:
+    """Argo's ``last-used-schedule`` and cronwf's ``last-decided-time`` are rewritten by the
+    controllers as they go: a change of either is a change of state, not of the spec (and
+    ``cronworkflow.annotations`` shows the user's annotations only)."""
+    document = minimal()
+    document["metadata"]["annotations"] = {
+        "team": "data",
+        "cronworkflows.argoproj.io/last-used-schedule": "* * * * *",
+        "cronwf.io/last-decided-time": "2020-02-28T19:07:00Z",
+    }
+
+    spec = parse_cron_workflow(document).to_spec()
+
+    assert spec.annotations == {"team": "data"}
+    assert spec.status == StatusSeed(
+        last_used_schedule="* * * * *",
+        last_decided_time=datetime.datetime(2020, 2, 28, 19, 7, tzinfo=datetime.UTC),
+    )
+    dumped = parse_cron_workflow(document).to_document()
+    assert dumped["metadata"]["annotations"] == document["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("written", ["", "yesterday", "2020-02-30T00:00:00Z", "1582916820"])
+def test_an_unreadable_last_decided_time_is_ignored_not_refused(written: str) -> None:
+    """It only ever shortens a catch-up; a typo in it must not make the object unschedulable."""
+    document = minimal()
+    document["metadata"]["annotations"] = {"cronwf.io/last-decided-time": written}
+
+    spec = parse_cron_workflow(document).to_spec()
+
+    assert spec.status.last_decided_time is None
+    assert spec.annotations == {}
+
+
+def test_a_naive_last_decided_time_means_utc() -> None:
+    document = minimal()
+    document["metadata"]["annotations"] = {"cronwf.io/last-decided-time": "2020-02-28T19:07:00"}
+
+    spec = parse_cron_workflow(document).to_spec()
+
+    assert spec.status.last_decided_time == datetime.datetime(
+        2020, 2, 28, 19, 7, tzinfo=datetime.UTC
+    )
+
+
+def test_a_manifest_keeps_its_status_as_written_without_the_last_used_schedule() -> None:
+    """Only the Kubernetes source applies Argo's reading of a missing annotation (SIMULATE.md:
+    a manifest's ``lastScheduledTime`` seeds the cursor)."""
+    document = minimal()
+    document["status"] = {"lastScheduledTime": "2020-02-28T19:05:00Z"}
+
+    assert parse_cron_workflow(document).to_spec().status.last_used_schedule_required is False
 
 
 def test_defaults_follow_argo_when_fields_are_left_out() -> None:

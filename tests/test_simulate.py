@@ -681,6 +681,57 @@ def test_a_status_with_an_old_last_scheduled_time_is_caught_up_at_start(
     )
 
 
+def annotate(path: Path, annotations: dict[str, str]) -> Path:
+    """Give the manifest at ``path`` these metadata annotations."""
+    document = json.loads(path.read_text())
+    document["metadata"]["annotations"] = annotations
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def test_a_manifest_whose_last_used_schedule_is_another_schedule_has_nothing_outstanding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exported from a cluster after a schedule change: the status belongs to the old
+    schedule, and as in the service (and Argo) nothing outstanding runs."""
+    status = {"lastScheduledTime": "2026-03-01T21:00:00Z", "succeeded": 5}
+    path = write_manifest(
+        tmp_path, schedules=["0 * * * *"], status=status, startingDeadlineSeconds=600
+    )
+    annotate(path, {"cronworkflows.argoproj.io/last-used-schedule": "30 * * * *"})
+
+    events, finals = simulate(capsys, path, t("00:05"), t("01:00"))
+
+    assert events == [spawned(t("01:00"))]
+    assert finals["default/job"]["succeeded"] == 5
+
+
+def test_a_manifest_with_the_cursor_annotation_under_its_schedule_starts_from_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exported from a cluster where cronwf skipped instants after its last spawn: those
+    were decided, and only the instants after the cursor are outstanding."""
+    status = {"lastScheduledTime": "2026-03-01T21:00:00Z", "succeeded": 5}
+    path = write_manifest(
+        tmp_path, schedules=["0 * * * *"], status=status, startingDeadlineSeconds=600
+    )
+    annotate(
+        path,
+        {
+            "cronworkflows.argoproj.io/last-used-schedule": "0 * * * *",
+            "cronwf.io/last-decided-time": "2026-03-01T22:00:00Z",
+        },
+    )
+
+    events, _ = simulate(capsys, path, t("00:05"), t("00:30"))
+
+    assert events == [
+        missed(t("00:05"), "2026-03-01T23:00:00Z", "superseded"),
+        spawned(t("00:05"), t("00:00")),
+        completed(t("00:05:30"), t("00:00")),
+    ]
+
+
 def test_a_status_with_counters_only_starts_the_cursor_before_start(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
