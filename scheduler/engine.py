@@ -37,7 +37,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -541,73 +541,43 @@ class Engine:
             if probe.stop:
                 self.store.apply(key, seed, record_stopped)
                 self.observer.emit(Stopped(time=now, key=key))
-            results.append(self._skip_gap(cron_workflow, seed, plan, probe.outcome, now))
+            skip = probe.outcome.reason
+            listed = [*(instant for instant, _ in plan.missed), *([plan.run] if plan.run else [])]
+            results.append(self._record_gap(key, seed, plan, [(t, skip) for t in listed], now))
             return results
         if plan.missed or plan.unlisted:
-            runs = [
-                RunRecord(instant, "Missed", now, reason=reason.value)
-                for instant, reason in plan.missed
-            ]
-            instants = tuple(instant for instant, _ in plan.missed)
-            if plan.unlisted_until is not None:
-                instants = (plan.unlisted_until, *instants)
-            self.store.apply(key, seed, partial(record_missed, instants=instants), runs)
-            events: list[Event] = []
-            if plan.unlisted_until is not None:
-                events.append(
-                    Missed(
-                        time=now,
-                        key=key,
-                        scheduled_at=plan.unlisted_until,
-                        reason=MissedReason.SUPERSEDED,
-                        count=plan.unlisted,
-                        since=plan.unlisted_since,
-                    )
-                )
-            events += [
-                Missed(time=now, key=key, scheduled_at=instant, reason=reason)
-                for instant, reason in plan.missed
-            ]
-            for event in events:
-                self.observer.emit(event)
-            results.append(TickResult("Missed", tuple(events)))
+            results.append(self._record_gap(key, seed, plan, list(plan.missed), now))
         if plan.run is not None:
             results.append(self._tick(cron_workflow, plan.run, now, catch_up=True))
         return results
 
-    def _skip_gap(
-        self, cron_workflow: CronWorkflow, seed: History, plan: CatchUp, skip: Skip, now: datetime
+    def _record_gap(
+        self,
+        key: str,
+        seed: History,
+        plan: CatchUp,
+        listed: Sequence[tuple[datetime, MissedReason | SkipReason]],
+        now: datetime,
     ) -> TickResult:
-        """Record every instant of a catch-up plan as skipped for ``skip``'s reason (the
-        newest one by one, as missed ones would be, and the older ones summed up)."""
-        key = cron_workflow.key
-        listed = [instant for instant, _ in plan.missed]
-        if plan.run is not None:
-            listed.append(plan.run)
-        runs = [RunRecord(instant, "Skipped", now, reason=skip.reason.value) for instant in listed]
-        instants = tuple(listed)
+        """Record the instants of a gap, each missed or skipped for its reason: the newest
+        (``listed``) one by one, the older ones of the plan summed up in one event."""
+        skipped = any(isinstance(reason, SkipReason) for _, reason in listed)
+        decision = "Skipped" if skipped else "Missed"
+        runs = [
+            RunRecord(instant, decision, now, reason=reason.value) for instant, reason in listed
+        ]
+        instants = tuple(instant for instant, _ in listed)
         if plan.unlisted_until is not None:
             instants = (plan.unlisted_until, *instants)
         self.store.apply(key, seed, partial(record_missed, instants=instants), runs)
-        events: list[Event] = []
+        events = [_gap_event(key, now, instant, reason) for instant, reason in listed]
         if plan.unlisted_until is not None:
-            events.append(
-                Skipped(
-                    time=now,
-                    key=key,
-                    scheduled_at=plan.unlisted_until,
-                    reason=skip.reason,
-                    count=plan.unlisted,
-                    since=plan.unlisted_since,
-                )
-            )
-        events += [
-            Skipped(time=now, key=key, scheduled_at=instant, reason=skip.reason)
-            for instant in listed
-        ]
+            older = listed[0][1] if skipped else MissedReason.SUPERSEDED
+            summary = _gap_event(key, now, plan.unlisted_until, older)
+            events.insert(0, replace(summary, count=plan.unlisted, since=plan.unlisted_since))
         for event in events:
             self.observer.emit(event)
-        return TickResult("Skipped", tuple(events))
+        return TickResult(decision, tuple(events))
 
     def _tick(
         self, cron_workflow: CronWorkflow, scheduled_at: datetime, now: datetime, *, catch_up: bool
@@ -1051,6 +1021,14 @@ def _spawned(
 
 
 _GAP_SKIPS = frozenset({SkipReason.SUSPENDED, SkipReason.STOPPED})
+
+
+def _gap_event(
+    key: str, now: datetime, instant: datetime, reason: MissedReason | SkipReason
+) -> Missed | Skipped:
+    if isinstance(reason, SkipReason):
+        return Skipped(time=now, key=key, scheduled_at=instant, reason=reason)
+    return Missed(time=now, key=key, scheduled_at=instant, reason=reason)
 
 
 def _claim(prepared: _Prepared, spawn: Spawn, now: datetime) -> Change:
