@@ -85,6 +85,7 @@ Configuration errors (a key with braces, a naive datetime) are ``ValueError``.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -212,8 +213,12 @@ _MICROSECOND = timedelta(microseconds=1)
 _TIME = re.compile(r"(-?)(\d+)(?:\.(\d{1,6}))?")
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_time(moment: datetime) -> str:
-    """Unix seconds: ``1767225600``, or ``1767225600.412000`` when there are microseconds."""
+    """Unix seconds: ``1767225600``, or ``1767225600.412000`` when there are microseconds.
+
+    Cached: the CronWorkflows of a burst share their instant, encoded in every claim, record
+    and run record of the burst."""
     if moment.utcoffset() is None:
         raise ValueError(f"times must be timezone-aware, got {moment!r}")
     micros = (moment - _EPOCH) // _MICROSECOND
@@ -299,10 +304,13 @@ def _encode_history(history: History) -> dict[str, str]:
 def _encode_changes(before: History, after: History) -> dict[str, str]:
     """The fields of ``after`` whose values differ from ``before``'s, encoded: a tick changes
     three or four of them, and encoding is most of a write's cost."""
+    old, new = before.__dict__, after.__dict__
+    # Transitions copy what they do not change (policies.decision._evolve): most fields are
+    # the very same object, and the identity test spares their comparison.
     return {
         name: encode(value)
         for attr, name, encode in _HISTORY_FIELDS
-        if (value := getattr(after, attr)) != getattr(before, attr)
+        if (value := new[attr]) is not (previous := old[attr]) and value != previous
     }
 
 
