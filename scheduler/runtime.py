@@ -644,14 +644,7 @@ class Service:
         try:
             with self.engine.serialized(run.key):
                 self._remember_finished(run.workflow)
-                self.engine.complete(
-                    cron_workflow,
-                    run.workflow,
-                    run.phase,
-                    self.clock(),
-                    scheduled_at=run.scheduled_at,
-                    finished_at=run.finished_at,
-                )
+                self._count(cron_workflow, run, self.clock())
         except FencedOut as error:
             self._step_down(str(error))
             if self.cluster is None:
@@ -910,14 +903,7 @@ class Service:
             for run in buffered:
                 cron_workflow_ = self._catalog.get(run.key)
                 if cron_workflow_ is not None:
-                    self.engine.complete(
-                        cron_workflow_,
-                        run.workflow,
-                        run.phase,
-                        now,
-                        scheduled_at=run.scheduled_at,
-                        finished_at=run.finished_at,
-                    )
+                    self._count(cron_workflow_, run, now)
             self._take_reports()
             for cron_workflow in catalog:
                 # A fresh "now" each: on a large fleet the loop takes a while, and an instant
@@ -1015,17 +1001,23 @@ class Service:
             cron_workflow = catalog.get(report.key)
             if cron_workflow is None:
                 continue  # deleted meanwhile
-            if self.engine.complete(
-                cron_workflow,
-                report.workflow,
-                report.phase,
-                now,
-                scheduled_at=report.scheduled_at,
-                finished_at=report.finished_at,
-            ):
+            if self._count(cron_workflow, report, now):
                 log.info("%s: counted %s, reported by another replica", report.key, report.workflow)
                 self._mark_dirty(report.key)
         self.reports.done(taken)
+
+    def _count(
+        self, cron_workflow: CronWorkflow, run: RunFinished | RunReport, now: datetime
+    ) -> bool:
+        """Count a run's end (once, however often it comes); whether this counted it."""
+        return self.engine.complete(
+            cron_workflow,
+            run.workflow,
+            run.phase,
+            now,
+            scheduled_at=run.scheduled_at,
+            finished_at=run.finished_at,
+        )
 
     def _report(self, run: RunFinished) -> None:
         """This replica learned a run's end but cannot record it: leave it for the leader."""

@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import RedisServer
 from e2e_support import Record, Replica, eventually
 from redis_proxy import RedisProxy
+from test_e2e_serve import cron_workflow
 
 CRONWF = Path(sys.executable).with_name("cronwf")
 LOCK_TTL = 15.0
@@ -35,29 +35,6 @@ PARTITION = 10.0
 """Seconds the silent partition lasts (longer if it takes longer to notice)."""
 START_WITHIN = 15.0
 """Seconds for the replica to be ready and leading (Python start-up on a busy machine)."""
-
-MANIFEST = {
-    "apiVersion": "argoproj.io/v1alpha1",
-    "kind": "CronWorkflow",
-    "metadata": {"name": "tick", "namespace": "default"},
-    "spec": {
-        "schedules": ["@every 1s"],
-        "concurrencyPolicy": "Allow",
-        "workflowSpec": {
-            "entrypoint": "main",
-            "templates": [
-                {
-                    "name": "main",
-                    "container": {
-                        "image": "alpine:3.20",
-                        "command": ["sh", "-c"],
-                        "args": ["true"],
-                    },
-                }
-            ],
-        },
-    },
-}
 
 
 def free_port() -> int:
@@ -83,7 +60,7 @@ def replica(tmp_path: Path, proxy: RedisProxy) -> Iterator[Replica]:
     """One ``cronwf serve`` on the proxy, ready and leading, that has spawned a run."""
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    (manifests / "tick.yaml").write_text(yaml.safe_dump(MANIFEST, sort_keys=False))
+    (manifests / "tick.yaml").write_text(cron_workflow("tick", script="true"))
     port, log_path = free_port(), tmp_path / "solo.log"
     command = [str(CRONWF), "serve", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--identity", "solo", "--log-format", "json", "--manifests", str(manifests)]

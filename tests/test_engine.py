@@ -1216,6 +1216,18 @@ def successor_of(store: SeveredHistory, sink: FakeSink) -> tuple[Engine, Recordi
     return Engine(shared, sink, observer), observer
 
 
+def crashed_after_spawning(
+    cron_workflow: CronWorkflow, instant: datetime
+) -> tuple[Engine, RecordingObserver]:
+    """A leader spawned ``instant`` and died before recording it; its successor."""
+    store = SeveredHistory()
+    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
+    engine.sync(cron_workflow, at(0))
+    with pytest.raises(Deposed):
+        engine.tick(cron_workflow, instant, instant)
+    return successor_of(store, FakeSink())
+
+
 def test_the_sink_is_asked_only_after_the_intent_is_recorded() -> None:
     cron_workflow = make_cron_workflow()
     w = started(cron_workflow)
@@ -1272,12 +1284,7 @@ def test_a_crash_between_spawn_and_record_never_runs_the_instant_again(batch: bo
 
 def test_a_forbid_cronworkflow_waits_for_a_claimed_run_of_unknown_outcome() -> None:
     cron_workflow = make_cron_workflow(concurrency_policy="Forbid")
-    store = SeveredHistory()
-    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
-    engine.sync(cron_workflow, at(0))
-    with pytest.raises(Deposed):
-        engine.tick(cron_workflow, at(5), at(5))
-    successor, seen = successor_of(store, FakeSink())
+    successor, seen = crashed_after_spawning(cron_workflow, at(5))
 
     result = successor.tick(cron_workflow, at(10), at(10))
 
@@ -1293,12 +1300,7 @@ def test_a_forbid_cronworkflow_waits_for_a_claimed_run_of_unknown_outcome() -> N
 def test_the_completion_of_a_claimed_run_counts_it_once_and_dates_it() -> None:
     """Reported by any replica: the run ran, so it is counted, and it was spawned."""
     cron_workflow = make_cron_workflow()
-    store = SeveredHistory()
-    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
-    engine.sync(cron_workflow, at(0))
-    with pytest.raises(Deposed):
-        engine.tick(cron_workflow, at(5), at(5))
-    successor, seen = successor_of(store, FakeSink())
+    successor, seen = crashed_after_spawning(cron_workflow, at(5))
 
     first = successor.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(7))
     again = successor.complete(cron_workflow, name_at(5), WorkflowPhase.SUCCEEDED, at(8))
@@ -1313,12 +1315,7 @@ def test_the_completion_of_a_claimed_run_counts_it_once_and_dates_it() -> None:
 
 def test_a_run_nobody_can_observe_is_lost_once_with_its_own_event_and_counter() -> None:
     cron_workflow = make_cron_workflow()
-    store = SeveredHistory()
-    engine = Engine(store, CrashAfterSpawn(store), RecordingObserver())
-    engine.sync(cron_workflow, at(0))
-    with pytest.raises(Deposed):
-        engine.tick(cron_workflow, at(5), at(5))
-    successor, seen = successor_of(store, FakeSink())
+    successor, seen = crashed_after_spawning(cron_workflow, at(5))
 
     assert successor.lose(cron_workflow, name_at(5), at(30)) is True
     assert successor.lose(cron_workflow, name_at(5), at(31)) is False
