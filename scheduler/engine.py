@@ -81,6 +81,7 @@ from policies.workflow import scheduled_time_of
 __all__ = [
     "BatchSink",
     "Change",
+    "Claim",
     "Completed",
     "Engine",
     "Error",
@@ -255,6 +256,26 @@ class Change(NamedTuple):
     runs: Sequence[RunRecord] = ()
 
 
+class Claim(NamedTuple):
+    """The claim of one instant, as an item of :meth:`HistoryStore.claim_many`."""
+
+    key: str
+    seed: History
+    scheduled_at: datetime
+    workflow: str
+    claimed_at: datetime
+
+    def change(self) -> Change:
+        """The claim as the history change it is (:func:`~policies.decision.record_claim`)."""
+        transition = partial(
+            record_claim,
+            scheduled_at=self.scheduled_at,
+            workflow=self.workflow,
+            claimed_at=self.claimed_at,
+        )
+        return Change(self.key, self.seed, transition)
+
+
 class HistoryStore(Protocol):
     """Where the history of every CronWorkflow lives (in memory or in Redis)."""
 
@@ -270,9 +291,12 @@ class HistoryStore(Protocol):
     ) -> tuple[History, History]:
         """Atomically replace the history (``seed`` when absent) by ``transition`` of it and
         upsert ``runs``; returns (before, after). A shared store refuses the write of a
-        replica that does not lead (``FencedOut``) in the same atomic step. A claim is an
-        ``apply`` of :func:`~policies.decision.record_claim`: it is granted when the instant
-        was undecided in ``before``."""
+        replica that does not lead (``FencedOut``) in the same atomic step."""
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """Record the intent to spawn each claimed instant, each as one atomic (and in a shared
+        store fenced) write of :meth:`Claim.change`; whether each was granted: its instant was
+        undecided. The answers in the same order; claims are of distinct keys."""
 
     def load_many(self, keys: Sequence[str]) -> list[History | None]:
         """:meth:`load` of each key, in one round trip where the store can."""
@@ -339,6 +363,9 @@ class OneByOne:
 
     def apply_many(self: _SingleCalls, changes: Sequence[Change]) -> list[tuple[History, History]]:
         return [self.apply(*change) for change in changes]
+
+    def claim_many(self: _SingleCalls, claims: Sequence[Claim]) -> list[bool]:
+        return [claimable(self.apply(*claim.change())[0], claim.scheduled_at) for claim in claims]
 
     def drop_cache(self) -> None:
         """Nothing cached: the store is the only copy."""
@@ -700,10 +727,10 @@ class Engine:
             assert isinstance(outcome, Skip)
             records.append((index, *_skipped(prepared, outcome, now)))
         claims = [_claim(prepared, spawn, now) for _, prepared, spawn in spawns]
-        claimed = self.store.apply_many(claims) if claims else []
+        claimed = self.store.claim_many(claims) if claims else []
         granted: list[tuple[int, _Prepared, Spawn]] = []
-        for item, (before, _) in zip(spawns, claimed, strict=True):
-            if claimable(before, item[1].at):
+        for item, was_claimed in zip(spawns, claimed, strict=True):
+            if was_claimed:
                 granted.append(item)
             else:
                 done.append((item[0], _CLAIM_LOST))
@@ -764,8 +791,7 @@ class Engine:
         key = cron_workflow.key
         spec = cron_workflow.spec
         prepared = _Prepared(cron_workflow, scheduled_at, seed, TickDecision(spawn), catch_up)
-        before, _ = self.store.apply(*_claim(prepared, spawn, now))
-        if not claimable(before, scheduled_at):
+        if not self.store.claim_many([_claim(prepared, spawn, now)])[0]:
             return _CLAIM_LOST
         failed = partial(
             self._fail, cron_workflow, seed, scheduled_at, now, workflow=spawn.workflow
@@ -1031,12 +1057,9 @@ def _gap_event(
     return Missed(time=now, key=key, scheduled_at=instant, reason=reason)
 
 
-def _claim(prepared: _Prepared, spawn: Spawn, now: datetime) -> Change:
+def _claim(prepared: _Prepared, spawn: Spawn, now: datetime) -> Claim:
     """The claim of a spawn: its intent recorded, in the store's atomic (fenced) step."""
-    transition = partial(
-        record_claim, scheduled_at=prepared.at, workflow=spawn.workflow, claimed_at=now
-    )
-    return Change(prepared.cron_workflow.key, prepared.seed, transition)
+    return Claim(prepared.cron_workflow.key, prepared.seed, prepared.at, spawn.workflow, now)
 
 
 def _release(prepared: _Prepared, spawn: Spawn) -> Change:

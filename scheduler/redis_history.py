@@ -103,8 +103,22 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from policies.decision import History, Intent, Phase, WorkflowPhase
-from scheduler.engine import Change, RunRecord, RunReport, StoreUnavailable, Transition
+from policies.decision import (
+    History,
+    Intent,
+    Phase,
+    WorkflowPhase,
+    claimable,
+    record_claim,
+)
+from scheduler.engine import (
+    Change,
+    Claim,
+    RunRecord,
+    RunReport,
+    StoreUnavailable,
+    Transition,
+)
 from scheduler.memory import DEFAULT_RECENT_RUNS
 
 __all__ = [
@@ -423,6 +437,34 @@ end
 return {'ok'}
 """
 
+# KEYS: state [, leader]
+# ARGV: expected version, new version, fence value, instant, workflow, claimed at
+# Returns {"ok"} | {"fenced"} | {"conflict", HGETALL of the state}
+# record_claim of policies.decision, done by the server: the client sends four short values
+# instead of the encoded cursor, active runs and intents (a burst claims ten thousand).
+_CLAIM = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return {'fenced'}
+end
+local state = KEYS[1]
+if redis.call('HGET', state, 'version') ~= ARGV[1] then
+  return {'conflict', redis.call('HGETALL', state)}
+end
+local stored = redis.call('HMGET', state, 'cursor', 'active', 'intents')
+local cursor, workflow = stored[1] or '', ARGV[5]
+local active = cjson.decode((stored[2] and stored[2] ~= '') and stored[2] or '[]')
+local listed = false
+for _, name in ipairs(active) do
+  if name == workflow then listed = true end
+end
+if not listed then active[#active + 1] = workflow end
+local intents = cjson.decode((stored[3] and stored[3] ~= '') and stored[3] or '{}')
+intents[workflow] = {ARGV[4], ARGV[6], cursor}
+redis.call('HSET', state, 'version', ARGV[2], 'cursor', ARGV[4],
+           'active', cjson.encode(active), 'intents', cjson.encode(intents))
+return {'ok'}
+"""
+
 # KEYS: state, runs, order [, leader]; ARGV: fence value. Returns 1, or 0 when fenced out.
 _FORGET = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[1] then
@@ -516,6 +558,7 @@ class RedisHistory:
         self._max_conflicts = max_conflicts
         self._where = where or describe_client(client)
         self._apply_script = client.register_script(_APPLY)
+        self._claim_script = client.register_script(_CLAIM)
         self._forget_script = client.register_script(_FORGET)
         self._snapshots: dict[str, _Snapshot] = {}
         self._snapshots_guard = threading.Lock()
@@ -669,6 +712,61 @@ class RedisHistory:
         if fenced is not None:
             raise fenced
         return results
+
+    def claim_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """Each claim with the claim script, in one pipelined round trip: the server records
+        the intent on the state this replica last saw (optimistic, as :meth:`apply`). A claim
+        on a state not cached, not claimable in the copy, or met by a concurrent write, goes
+        the way of any change (:meth:`apply` of :meth:`Claim.change`)."""
+        if not claims:
+            return []
+        what = f"claim of {_several([claim.key for claim in claims])}"
+        fence = self._fence_value_to_write(what)
+        fence_keys, _ = self._fence_keys_and_value()
+        snapshots = self._snapshots_of([claim.key for claim in claims], what)
+        granted = [False] * len(claims)
+        calls: list[tuple[Sequence[str], Sequence[str | int]]] = []
+        sent: list[tuple[int, _Snapshot]] = []
+        others: list[int] = []
+        for index, (claim, snapshot) in enumerate(zip(claims, snapshots, strict=True)):
+            history = snapshot.history
+            if history is None or not claimable(history, claim.scheduled_at):
+                others.append(index)
+                continue
+            version = f"{random.getrandbits(64):016x}"
+            after = record_claim(history, claim.scheduled_at, claim.workflow, claim.claimed_at)
+            args: list[str | int] = [snapshot.version, version, fence]
+            args += [encode_time(claim.scheduled_at), claim.workflow]
+            args.append(encode_time(claim.claimed_at))
+            calls.append(([self.keys(claim.key)[0], *fence_keys], args))
+            sent.append((index, _Snapshot(version, after)))
+        with redis_errors(what, self._where):
+            replies = self._pipelined(self._claim_script, calls) if calls else []
+        fenced: FencedOut | None = None
+        for (index, state), reply in zip(sent, replies, strict=True):
+            key = claims[index].key
+            status = _text(reply[0])
+            if status == "ok":
+                self._remember(key, state)
+                granted[index] = True
+            elif status == "fenced":
+                self._forget_snapshot(key)
+                fenced = FencedOut(f"{what} refused: this replica's fencing token is not current")
+            else:
+                current = _Snapshot.parse(_pairs(reply[1]))
+                if current.version == state.version:  # our own, retried after a lost reply
+                    self._remember(key, state)
+                    granted[index] = True
+                else:
+                    self._remember(key, current)
+                    others.append(index)
+        if fenced is not None:
+            raise fenced
+        for index in others:
+            claim = claims[index]
+            before, _ = self.apply(*claim.change())
+            granted[index] = claimable(before, claim.scheduled_at)
+        return granted
 
     def _fence_value_to_write(self, what: str) -> str:
         _, fence = self._fence_keys_and_value()

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -26,7 +25,6 @@ from policies.decision import (
     Phase,
     WorkflowPhase,
     claimable,
-    record_claim,
     record_completion,
     record_deleted,
     record_missed,
@@ -34,7 +32,7 @@ from policies.decision import (
     record_spawn,
     record_stopped,
 )
-from scheduler.engine import Change, HistoryStore, RunRecord
+from scheduler.engine import Change, Claim, HistoryStore, RunRecord
 from scheduler.memory import MemoryHistory, merge_run
 from scheduler.redis_history import RedisHistory
 
@@ -56,18 +54,14 @@ def same(history: History) -> History:
     return history
 
 
-def claim_change(key: str, scheduled_at: datetime, seed: History = SEED) -> Change:
+def claim_of(key: str, scheduled_at: datetime, seed: History = SEED) -> Claim:
     workflow = f"backup-{int(scheduled_at.timestamp())}"
-    transition = partial(
-        record_claim, scheduled_at=scheduled_at, workflow=workflow, claimed_at=scheduled_at
-    )
-    return Change(key, seed, transition)
+    return Claim(key, seed, scheduled_at, workflow, scheduled_at)
 
 
 def claim(store: HistoryStore, key: str, scheduled_at: datetime) -> bool:
     """What the engine does to claim an instant: granted when it was undecided."""
-    before, _ = store.apply(*claim_change(key, scheduled_at))
-    return claimable(before, scheduled_at)
+    return store.claim_many([claim_of(key, scheduled_at)])[0]
 
 
 class Store(HistoryStore, Protocol):
@@ -450,20 +444,31 @@ def test_loads_in_a_batch_answer_as_loads_one_by_one(store: Store) -> None:
     assert store.load_many([]) == []
 
 
-def test_claims_in_a_batch_answer_as_claims_one_by_one(store: Store) -> None:
-    store.apply(KEY, replace(SEED, cursor=at(5)), same)
-    store.apply(OTHER, replace(SEED, cursor=at(5)), same)
-    claims = [claim_change(KEY, at(6)), claim_change(OTHER, at(4))]
+def test_claims_record_what_the_claim_change_records(backend: Backend) -> None:
+    """A store may record claims its own way (the Redis store has a script for them): the
+    answers and the histories are those of applying each claim's change."""
+    claims = [claim_of(KEY, at(6)), claim_of(OTHER, at(4)), claim_of("default/new", at(1))]
+    batched = backend.make()
+    alone = backend.make(prefix="alone") if backend.client is not None else MemoryHistory()
+    for store in (batched, alone):
+        store.apply(KEY, replace(SEED, cursor=at(5), active=("old",)), same)
+        store.apply(OTHER, replace(SEED, cursor=at(5)), same)
 
-    results = store.apply_many(claims)
+    granted = batched.claim_many(claims)
+    changed = [alone.apply(*claim.change()) for claim in claims]
 
-    assert [
-        claimable(before, at_) for (before, _), at_ in zip(results, [at(6), at(4)], strict=True)
-    ] == [
-        True,
-        False,
+    assert granted == [True, False, True]
+    assert granted == [
+        claimable(before, c.scheduled_at) for (before, _), c in zip(changed, claims, strict=True)
     ]
-    assert [claim(store, KEY, at(6)), claim(store, OTHER, at(4))] == [False, False]
+    assert batched.claim_many(claims) == [False, False, False]
+    fresh = backend.make() if backend.client is not None else batched
+    for claim_ in claims:
+        assert fresh.load(claim_.key) == alone.load(claim_.key)
+    claimed = fresh.load(KEY)
+    assert claimed is not None
+    assert claimed.active == ("old", "backup-1767225960")
+    assert claimed.intents == {"backup-1767225960": Intent(at(6), at(6), at(5))}
 
 
 def test_changes_in_a_batch_apply_as_changes_one_by_one(backend: Backend) -> None:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, cast
 
 import fakeredis
@@ -22,8 +21,8 @@ from conftest import RedisServer
 from redis.crc import key_slot
 from redis_proxy import RedisProxy
 
-from policies.decision import History, claimable, record_claim, record_spawn
-from scheduler.engine import Change, RunRecord, StoreUnavailable
+from policies.decision import History, record_claim, record_spawn
+from scheduler.engine import Change, Claim, RunRecord, StoreUnavailable
 from scheduler.redis_history import (
     FencedOut,
     RedisHistory,
@@ -52,23 +51,17 @@ def increment(history: History) -> History:
     return replace(history, succeeded=history.succeeded + 1)
 
 
-def claim_change(key: str, scheduled_at: datetime) -> Change:
-    workflow = f"backup-{int(scheduled_at.timestamp())}"
-    transition = partial(
-        record_claim, scheduled_at=scheduled_at, workflow=workflow, claimed_at=scheduled_at
-    )
-    return Change(key, SEED, transition)
+def claim_of(key: str, scheduled_at: datetime) -> Claim:
+    return Claim(key, SEED, scheduled_at, f"backup-{int(scheduled_at.timestamp())}", scheduled_at)
 
 
 def claim(store: RedisHistory, key: str, scheduled_at: datetime) -> bool:
     """The engine's claim: a fenced write of the intent, granted when it was undecided."""
-    before, _ = store.apply(*claim_change(key, scheduled_at))
-    return claimable(before, scheduled_at)
+    return store.claim_many([claim_of(key, scheduled_at)])[0]
 
 
 def claim_many(store: RedisHistory, claims: list[tuple[str, datetime]]) -> list[bool]:
-    results = store.apply_many([claim_change(key, at_) for key, at_ in claims])
-    return [claimable(before, at_) for (before, _), (_, at_) in zip(results, claims, strict=True)]
+    return store.claim_many([claim_of(key, at_) for key, at_ in claims])
 
 
 def same(history: History) -> History:
