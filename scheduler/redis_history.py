@@ -62,13 +62,14 @@ like :func:`scheduler.memory.merge_run`, and trims them to the bound. A replayed
 therefore writes nothing at all: the transitions are idempotent and an unchanged field or run
 record is not rewritten. The snapshot of the last state read or written is kept per
 CronWorkflow, and a leader (whose fence guarantees nobody else writes) serves ``load`` from it,
-so a tick costs two round trips: the claim and the record (one ``EVALSHA`` of the same script
-each, sent once with ``register_script``). The claim is an ordinary write
-(:func:`~policies.decision.record_claim`: cursor, active, intents): because it is fenced and
-durable, no other leader spawns that instant again, whatever happens before the record.
-Ticks due together go through :meth:`RedisHistory.apply_many`, which pipelines the script: two
-round trips for a whole batch (claims, then records), each script still atomic on its own (no
-``MULTI``: the batch need not be).
+so a tick costs two round trips: the claim and the record (one ``EVALSHA`` each, scripts sent
+once with ``register_script``). The claim is a write (:func:`~policies.decision.record_claim`:
+the cursor, the active run and its intent), fenced and optimistic like any other, done by a
+script of its own so that a burst sends four short values per claim rather than the encoded
+fields: because it is fenced and durable, no other leader spawns that instant again, whatever
+happens before the record. Ticks due together go through :meth:`RedisHistory.claim_many` and
+:meth:`RedisHistory.apply_many`, which pipeline the scripts: two round trips for a whole batch,
+each script still atomic on its own (no ``MULTI``: the batch need not be).
 
 A timed-out ``EVALSHA`` (or pipeline) may be retried by redis-py after it ran; that is safe:
 the retry sees its own ``version`` and reports success; run merges are idempotent.
