@@ -261,6 +261,8 @@ _REPORTS_EVERY = 1.0
 _REPORTS_AT_ONCE = 500
 _SWEEP_EVERY = 10.0
 """Seconds between two looks for lost runs."""
+_SWEPT_AT_ONCE = 500
+"""CronWorkflows the lost-run sweep looks at in one housekeeping round."""
 _LOCAL_GRACE = 60.0
 """A local run is lost no sooner than its time limit plus this."""
 _FAILING_SPAWNS = 3
@@ -399,6 +401,7 @@ class Service:
         # CronWorkflows with active runs, for the lost-run sweep (not the whole fleet).
         self._with_active: set[str] = set()
         self._next_sweep = 0.0
+        self._sweeping: list[str] = []  # the rest of the sweep's pass
         self._next_reports = 0.0
         # Unexpected sink failures since the last spawn that worked (keys, last message).
         self._sink_failures: list[str] = []
@@ -1040,36 +1043,63 @@ class Service:
 
     def _sweep_lost(self) -> None:
         """Give up on active runs that nobody here can observe and whose end no report
-        brought within the bound (leader only)."""
+        brought within the bound (leader only). A pass over the CronWorkflows with active
+        runs is spread over housekeeping rounds, :data:`_SWEPT_AT_ONCE` at a time, and waits
+        while instants are being decided: on a large fleet one pass in one go would hold the
+        interpreter long enough to delay a burst's spawns."""
         if self.watcher is not None and not self.watcher.synced:
             return  # what the cluster has is not known yet
+        if self._deciding or self.timer.waiting():
+            return
+        if not self._sweeping:
+            with self._lock:
+                self._sweeping = list(self._with_active)
+        chunk, self._sweeping = (
+            self._sweeping[:_SWEPT_AT_ONCE],
+            self._sweeping[_SWEPT_AT_ONCE:],
+        )
         now = self.clock()
-        with self._lock:
-            keys = list(self._with_active)
-            catalog = dict(self._catalog)
-        for key in keys:
-            cron_workflow = catalog.get(key)
+        shortest = timedelta(seconds=self.config.lost_after)
+        for key in chunk:
+            with self._lock:
+                cron_workflow = self._catalog.get(key)
             history = self.store.load(key) if cron_workflow is not None else None
             if cron_workflow is None or history is None or not history.active:
                 with self._lock:
                     self._with_active.discard(key)
                 continue
-            bound = timedelta(seconds=self._lost_after(cron_workflow))
-            for workflow in overdue_runs(history, cron_workflow.spec.name, now, bound):
-                # In Kubernetes mode a spawned run is the cluster's to end (deleted, it leaves
-                # active uncounted); only a claim whose Workflow never appeared can be lost.
-                if self.watcher is not None and workflow not in history.intents:
-                    continue
-                if self._observable(cron_workflow, workflow):
-                    continue
-                if self.engine.lose(cron_workflow, workflow, now):
-                    log.warning(
-                        "%s: run %s is lost: nobody could observe its end within %s",
-                        key,
-                        workflow,
-                        bound,
-                    )
-                    self._mark_dirty(key)
+            # No bound is shorter than --lost-after: only runs older than it are looked at.
+            overdue = overdue_runs(history, cron_workflow.spec.name, now, shortest)
+            if overdue:
+                self._lose_overdue(cron_workflow, history, overdue, now)
+
+    def _lose_overdue(
+        self,
+        cron_workflow: CronWorkflow,
+        history: History,
+        candidates: Sequence[str],
+        now: datetime,
+    ) -> None:
+        key = cron_workflow.key
+        bound = timedelta(seconds=self._lost_after(cron_workflow))
+        overdue = set(overdue_runs(history, cron_workflow.spec.name, now, bound))
+        for workflow in candidates:
+            if workflow not in overdue:
+                continue
+            # In Kubernetes mode a spawned run is the cluster's to end (deleted, it leaves
+            # active uncounted); only a claim whose Workflow never appeared can be lost.
+            if self.watcher is not None and workflow not in history.intents:
+                continue
+            if self._observable(cron_workflow, workflow):
+                continue
+            if self.engine.lose(cron_workflow, workflow, now):
+                log.warning(
+                    "%s: run %s is lost: nobody could observe its end within %s",
+                    key,
+                    workflow,
+                    bound,
+                )
+                self._mark_dirty(key)
 
     def _observable(self, cron_workflow: CronWorkflow, workflow: str) -> bool:
         namespace = cron_workflow.spec.namespace
@@ -1116,8 +1146,9 @@ class Service:
             if self._acting() and moment >= self._next_reports:
                 self._next_reports = moment + _REPORTS_EVERY
                 self._guarded(partial(self._quietly, self._take_reports))
-            if self._acting() and moment >= self._next_sweep:
-                self._next_sweep = moment + _SWEEP_EVERY
+            if self._acting() and (self._sweeping or moment >= self._next_sweep):
+                if not self._sweeping:
+                    self._next_sweep = moment + _SWEEP_EVERY
                 self._guarded(partial(self._quietly, self._sweep_lost))
             try:
                 self._write_cluster_state(moment)
