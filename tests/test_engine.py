@@ -1419,3 +1419,18 @@ def test_a_stopped_cronworkflow_skips_the_instants_of_a_gap_as_stopped() -> None
     assert [(e.kind, getattr(e, "reason", None)) for e in w.observer.events] == [
         ("Skipped", SkipReason.STOPPED)
     ] * 3
+
+
+def test_a_claimed_run_seen_running_is_adopted_as_spawned() -> None:
+    """Kubernetes mode: the Workflow watcher sees the Workflow of a claim whose spawn was
+    never recorded (its leader died after the create): it was spawned."""
+    cron_workflow = make_cron_workflow()
+    successor, _ = crashed_after_spawning(cron_workflow, at(5))
+
+    assert successor.adopt(cron_workflow, name_at(5), at(5), at(6)) is True
+    assert successor.adopt(cron_workflow, name_at(5), at(5), at(7)) is False
+
+    history = successor.store.load(cron_workflow.key)
+    assert history is not None
+    assert (history.active, history.intents) == ((name_at(5),), {})
+    assert history.last_scheduled_time == at(5)
