@@ -414,6 +414,10 @@ class Service:
         self._lease_thread: threading.Thread | None = None
         self._lease_lock = threading.Lock()
         self._elected = threading.Event()
+        # Set once a new lead has synced the histories: a tick decided before that would seed
+        # an absent history from nothing, where the sync re-seeds it from what is known.
+        self._synced = threading.Event()
+        self._synced.set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -551,6 +555,9 @@ class Service:
 
     def on_due_many(self, dues: Sequence[Due]) -> None:
         """The timer hands over a batch of due CronWorkflows."""
+        # Just elected: the histories are being synced (and re-seeded, when the store lost
+        # them); wait for that, within the lateness a tick may have anyway.
+        self._synced.wait(self.config.late_after)
         with self._lock:
             leading = self._leading and self._degraded is None
             if not leading:
@@ -626,6 +633,7 @@ class Service:
         with self._lock:
             was_leading, self._leading = self._leading, False
         self.store.drop_cache()
+        self._synced.set()  # nothing to wait for: a standby decides nothing
         if was_leading:
             log.warning("this replica stops acting: %s", reason)
 
@@ -879,27 +887,26 @@ class Service:
             return False
         log.info("this replica now leads (fencing token %d)", token)
         self.store.drop_cache()  # nothing read under another lead is trusted
+        self._synced.clear()  # until the resume has synced every history
         with self._lock:
             self._leading = True
         return True
 
     def _resume(self, *, after_election: bool) -> None:
-        """Sync every CronWorkflow, settle buffered runs, catch up.
-
-        After an election, runs that the store lists as active but no process here runs are
-        orphans of a dead leader; after a mere store outage every run of ours is still ours.
-        """
+        """Sync every CronWorkflow (re-seeding those the store lost), settle buffered runs and
+        the reports of other replicas, catch up; after an election, recover the local runs of
+        earlier processes."""
         now = self.clock()
         with self._lock:
             catalog = list(self._catalog.values())
             buffered, self._buffered = self._buffered, []
         try:
-            seeded = catalog
-            if self.store.mark():
-                seeded = self._known(catalog)
-            for cron_workflow, history in zip(
-                catalog, self.engine.sync_many(seeded, now), strict=True
-            ):
+            try:
+                seeded = self._known(catalog) if self.store.mark() else catalog
+                synced = self.engine.sync_many(seeded, now)
+            finally:
+                self._synced.set()  # ticks held back for the sync go on, whatever happened
+            for cron_workflow, history in zip(catalog, synced, strict=True):
                 self._remember(cron_workflow.key, history)
             with self._lock:
                 self._dirty |= {cron_workflow.key for cron_workflow in catalog}

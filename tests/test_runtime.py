@@ -1069,3 +1069,43 @@ def test_a_suspended_cronworkflow_across_a_restart_is_skipped_never_missed(
     metrics = scrape(service)
     missed = sum(v for (name, _), v in metrics.items() if name == "cronwf_missed_total")
     assert missed == 0
+
+
+def test_a_tick_fired_while_a_new_lead_syncs_waits_for_the_re_seeded_history(
+    harness: Harness,
+) -> None:
+    """A tick decided before the sync would create the history from nothing, and the sync
+    would then keep it instead of re-seeding it from the run logs (counters at zero)."""
+    harness.write(cron_workflow("report", startingDeadlineSeconds=600))
+    runs = harness.tmp_path / "state" / "runs" / "default"
+    runs.mkdir(parents=True)
+    for minute in (0, 5):
+        name = workflow_name("report", at(minute))
+        (runs / f"{name}.log").write_text(f"# workflow default/{name}\n# Succeeded: exit code 0\n")
+    harness.clock.set(at(10, 0.1))
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold_the_sync(key: str) -> None:
+        if key == "default/report" and not entered.is_set():
+            entered.set()
+            gate.wait(BOUND)
+
+    harness.store.before_load = hold_the_sync
+    service = harness.service(FakeLeadership(token=7))
+    starting = threading.Thread(target=service.start)
+    starting.start()
+    assert entered.wait(BOUND), "the sync never read the history"
+    ticking = threading.Thread(target=service.on_due, args=("default/report", [at(10)]))
+    ticking.start()
+    ticking.join(0.3)
+    assert ticking.is_alive(), "the tick did not wait for the sync"
+    assert harness.store.inner.load("default/report") is None
+
+    gate.set()
+    starting.join(BOUND)
+    ticking.join(BOUND)
+
+    history = harness.store.history("default/report")
+    assert history.succeeded >= 2  # the two runs of the logs, and maybe the one of at(10)
+    assert history.cursor == at(10)
+    assert harness.log(service, "report", at(10)).exists()
