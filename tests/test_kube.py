@@ -2220,6 +2220,9 @@ def test_a_restart_without_redis_decides_no_instant_twice(
         missed = missed_events(kube, name)
         assert [moment for moment in missed if moment <= at(15)] == [], name
         assert len(missed) == len(set(missed)) <= len(gap), f"{name}: {missed}"
+    for name in ("stopped", "suspended"):  # catch-up follows the tick order: skipped
+        assert set(decided(second, f"{NS}/{name}").values()) == {"Skipped"}, name
+        assert missed_events(kube, name) == [], name
     spawned_again = [after] if gap else [at(20), after]  # without a deadline at(20) is missed
     assert sorted(workflows_of(kube, "active")) == [
         workflow_name("active", instant) for instant in (*before, *spawned_again)
