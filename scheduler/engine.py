@@ -726,7 +726,9 @@ class Engine:
                 continue
             assert isinstance(outcome, Skip)
             records.append((index, *_skipped(prepared, outcome, now)))
-        claims = [_claim(prepared, spawn, now) for _, prepared, spawn in spawns]
+        claims = [
+            Claim(p.cron_workflow.key, p.seed, p.at, spawn.workflow, now) for _, p, spawn in spawns
+        ]
         claimed = self.store.claim_many(claims) if claims else []
         granted: list[tuple[int, _Prepared, Spawn]] = []
         for item, was_claimed in zip(spawns, claimed, strict=True):
@@ -758,7 +760,7 @@ class Engine:
                 # Nothing was created: the claim is handed back, and catch-up decides the
                 # instant once the sink is back.
                 unavailable = unavailable or made
-                released.append(_release(prepared, spawn))
+                released.append(_release(cron_workflow.key, prepared.seed, spawn.workflow))
             else:
                 spawned = _spawned(
                     cron_workflow.key, prepared.seed, scheduled_at, spawn, made, now, spawned_at
@@ -790,8 +792,8 @@ class Engine:
     ) -> TickResult:
         key = cron_workflow.key
         spec = cron_workflow.spec
-        prepared = _Prepared(cron_workflow, scheduled_at, seed, TickDecision(spawn), catch_up)
-        if not self.store.claim_many([_claim(prepared, spawn, now)])[0]:
+        claim = Claim(key, seed, scheduled_at, spawn.workflow, now)
+        if not self.store.claim_many([claim])[0]:
             return _CLAIM_LOST
         failed = partial(
             self._fail, cron_workflow, seed, scheduled_at, now, workflow=spawn.workflow
@@ -817,7 +819,7 @@ class Engine:
             if isinstance(created, SinkUnavailable):
                 raise created
         except SinkUnavailable:
-            self.store.apply(*_release(prepared, spawn))
+            self.store.apply(*_release(key, seed, spawn.workflow))
             raise
         if isinstance(created, SpawnRejected):
             unexpected = isinstance(created, SinkError)
@@ -1057,15 +1059,9 @@ def _gap_event(
     return Missed(time=now, key=key, scheduled_at=instant, reason=reason)
 
 
-def _claim(prepared: _Prepared, spawn: Spawn, now: datetime) -> Claim:
-    """The claim of a spawn: its intent recorded, in the store's atomic (fenced) step."""
-    return Claim(prepared.cron_workflow.key, prepared.seed, prepared.at, spawn.workflow, now)
-
-
-def _release(prepared: _Prepared, spawn: Spawn) -> Change:
+def _release(key: str, seed: History, workflow: str) -> Change:
     """A claim handed back: the sink was unavailable and created nothing."""
-    transition = partial(release_claim, workflow=spawn.workflow)
-    return Change(prepared.cron_workflow.key, prepared.seed, transition)
+    return Change(key, seed, partial(release_claim, workflow=workflow))
 
 
 def _rejected(error: SpawnRejected) -> Fail:

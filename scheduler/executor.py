@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from policies.decision import WorkflowPhase
-from policies.spec import CronWorkflowSpec
-from policies.workflow import rfc3339, workflow_name
+from policies.spec import CronWorkflowSpec, StatusSeed
+from policies.workflow import rfc3339, scheduled_time_of, workflow_name
 from scheduler.engine import SinkUnavailable
 from scheduler.supervisor import (
     INTERRUPTED_MARK,
@@ -73,6 +73,9 @@ from scheduler.supervisor import (
 __all__ = ["LocalExecutor", "LocalRun", "Recovered", "RunFinished"]
 
 log = logging.getLogger(__name__)
+
+_FINAL_LINE = re.compile(rb"^# (Succeeded|Failed|Error): ", re.MULTILINE)
+"""The last line of a run's log, written when the run ended."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,54 @@ class LocalExecutor:
         self._watcher: threading.Thread | None = None
         self._stop_watching = threading.Event()
         self._stopping = False
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where the run logs are: ``<runs_dir>/<namespace>/<workflow>.log``."""
+        return self._runs_dir
+
+    def seed_from_runs(self, spec: CronWorkflowSpec) -> StatusSeed | None:
+        """What the run logs of this state folder say of a CronWorkflow's past (None:
+        nothing), to re-seed a history the store lost: the newest instant run, the counters of
+        the runs whose log records their end, and the runs whose log records none (going, or
+        lost with their process) as active. ``spec.status`` is added to."""
+        folder = self._runs_dir / spec.namespace
+        runs: list[tuple[datetime, str, str]] = []
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return None
+        for entry in entries:
+            stem = entry.name.removesuffix(".log")
+            instant = scheduled_time_of(spec.name, stem) if stem != entry.name else None
+            if instant is None:
+                continue
+            phase = ""
+            try:
+                with open(entry.path, "rb") as log_file:
+                    log_file.seek(max(0, os.fstat(log_file.fileno()).st_size - 4096))
+                    ends = _FINAL_LINE.findall(log_file.read())
+                phase = ends[-1].decode() if ends else ""
+            except OSError:
+                pass
+            runs.append((instant, stem, phase))
+        if not runs:
+            return None
+        runs.sort()
+        status = spec.status
+        succeeded = sum(1 for _, _, phase in runs if phase == WorkflowPhase.SUCCEEDED)
+        failed = sum(
+            1 for _, _, phase in runs if phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR)
+        )
+        going = tuple(workflow for _, workflow, phase in runs if not phase)
+        newest = runs[-1][0]
+        return StatusSeed(
+            succeeded=status.succeeded + succeeded,
+            failed=status.failed + failed,
+            last_scheduled_time=max(newest, status.last_scheduled_time or newest),
+            phase=status.phase,
+            active=tuple(dict.fromkeys((*status.active, *going))),
+        )
 
     def log_path(self, namespace: str, workflow: str) -> Path:
         return self._runs_dir / namespace / f"{workflow}.log"

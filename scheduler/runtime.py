@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import re
 import signal
 import threading
 import time
@@ -53,10 +51,9 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from policies.decision import CronWorkflow, History, WorkflowPhase, overdue_runs
+from policies.decision import CronWorkflow, History, overdue_runs
 from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
-from policies.workflow import scheduled_time_of
 from scheduler.engine import (
     Engine,
     Error,
@@ -101,53 +98,6 @@ _FINISHED_MEMORY = 100_000
 
 def _without_status(spec: CronWorkflowSpec) -> CronWorkflowSpec:
     return replace(spec, status=StatusSeed())
-
-
-_FINAL_LINE = re.compile(rb"^# (Succeeded|Failed|Error): ", re.MULTILINE)
-
-
-def _seed_from_run_logs(runs_dir: Path, spec: CronWorkflowSpec) -> StatusSeed | None:
-    """What the local executor's run logs say of a CronWorkflow's past (None: nothing): the
-    newest instant run, and the counters of the runs whose end the log records. A log is
-    ``<runs>/<namespace>/<name>-<Unix seconds>.log`` and its last line names the phase."""
-    folder = runs_dir / spec.namespace
-    prefix = f"{spec.name}-"
-    runs: list[tuple[datetime, str, str]] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return None
-    for entry in entries:
-        stem = entry.name.removesuffix(".log")
-        if stem == entry.name or not stem.startswith(prefix):
-            continue
-        instant = scheduled_time_of(spec.name, stem)
-        if instant is None:
-            continue
-        phase = ""
-        try:
-            with open(entry.path, "rb") as log_file:
-                log_file.seek(max(0, os.fstat(log_file.fileno()).st_size - 4096))
-                ends = _FINAL_LINE.findall(log_file.read())
-            phase = ends[-1].decode() if ends else ""
-        except OSError:
-            pass
-        runs.append((instant, stem, phase))
-    if not runs:
-        return None
-    runs.sort()
-    succeeded = sum(1 for _, _, phase in runs if phase == WorkflowPhase.SUCCEEDED)
-    failed = sum(1 for _, _, phase in runs if phase in (WorkflowPhase.FAILED, WorkflowPhase.ERROR))
-    # A run whose log records no end is going (its end will be reported and counted) or
-    # was lost with its process (then it is resolved as lost after the bound).
-    going = tuple(workflow for _, workflow, phase in runs if not phase)
-    return StatusSeed(
-        succeeded=spec.status.succeeded + succeeded,
-        failed=spec.status.failed + failed,
-        last_scheduled_time=max(runs[-1][0], spec.status.last_scheduled_time or runs[-1][0]),
-        phase=spec.status.phase,
-        active=tuple(dict.fromkeys((*spec.status.active, *going))),
-    )
 
 
 def utc_now() -> datetime:
@@ -976,7 +926,7 @@ class Service:
             return catalog
         known = [
             replace(cw, spec=replace(cw.spec, status=seed))
-            if (seed := _seed_from_run_logs(self._runs_dir, cw.spec)) is not None
+            if (seed := self.executor.seed_from_runs(cw.spec)) is not None
             else cw
             for cw in catalog
         ]
@@ -986,14 +936,10 @@ class Service:
             "since the newest run are caught up or recorded missed, and counters hold only the "
             "runs logged there",
             len(catalog),
-            self._runs_dir,
+            self.executor.runs_dir,
             sum(1 for a, b in zip(known, catalog, strict=True) if a is not b),
         )
         return known
-
-    @property
-    def _runs_dir(self) -> Path:
-        return self.config.state_dir / "runs"
 
     # -- runs nobody here observes ----------------------------------------------------------
 

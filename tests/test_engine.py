@@ -344,8 +344,8 @@ def test_sink_unavailable_propagates_and_leaves_the_instant_to_catch_up() -> Non
         w.engine.tick(cron_workflow, at(5), at(5))
 
     assert w.observer.events == []
-    assert w.history().cursor == at(0), "the instant stays undecided"
-    assert (w.history().failed, w.history().active) == (0, ())
+    assert w.history().cursor == at(0), "the instant stays undecided: its claim handed back"
+    assert (w.history().failed, w.history().active, w.history().intents) == (0, (), {})
 
     results = w.engine.catch_up(cron_workflow, at(6))
 
@@ -1330,20 +1330,6 @@ def test_a_run_nobody_can_observe_is_lost_once_with_its_own_event_and_counter() 
     assert (lost.workflow, lost.scheduled_at, lost.claimed) == (name_at(5), at(5), True)
     runs = successor.store.recent_runs(cron_workflow.key)  # type: ignore[attr-defined]
     assert [(r.decision, r.reason) for r in runs] == [("Lost", "OutcomeUnknown")]
-
-
-def test_a_sink_that_is_unavailable_hands_the_claim_back_for_catch_up() -> None:
-    cron_workflow = make_cron_workflow(starting_deadline_seconds=60)
-    w = started(cron_workflow)
-    w.sink.spawn_errors.append(SinkUnavailable("the API server is unreachable"))
-
-    with pytest.raises(SinkUnavailable):
-        w.engine.tick(cron_workflow, at(5), at(5))
-
-    assert (w.history().cursor, w.history().active, w.history().intents) == (at(0), (), {})
-    w.engine.catch_up(cron_workflow, at(5.5))
-    assert list(w.sink.workflows) == [name_at(5)]
-    assert w.history().active == (name_at(5),)
 
 
 @pytest.mark.parametrize("error", [OSError(24, "Too many open files"), ValueError("bad name")])
