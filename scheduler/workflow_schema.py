@@ -980,7 +980,7 @@ def _list_hint(expected: ListOf, item: object, link: _Link) -> str | None:
             if len(item) > 3:
                 entries.append("...")
             return f"write {label}: [{', '.join(entries)}]"
-    if _is_plain(item) and item is not None and isinstance(expected.item, Scalar | Enum):
+    if _is_plain(item) and item is not None and isinstance(expected.item, Scalar | Enum | _Any):
         return f"write {label}: [{_flow(item)}]" if label else None
     return expected.hint
 
