@@ -779,6 +779,7 @@ class SchemaReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing refused and nothing unknown (deprecated fields still work)."""
         return not (self.errors or self.unknown)
 
 
@@ -815,7 +816,7 @@ def check_workflow_spec(
                 "nothing past it was checked",
             )
             break
-        if isinstance(item, dict | list):
+        if isinstance(item, Mapping | list | tuple):
             key = (id(item), id(expected))
             if key in seen:
                 continue  # the same node again (a YAML alias, or a cycle): checked once
@@ -871,10 +872,7 @@ def _check_one(
                 continue
             schema = expected.fields.get(name)
             if schema is None:
-                found.unknown_field(
-                    (link, name),
-                    f'unknown field "{_clip(name)}"' + did_you_mean(name, expected.fields),
-                )
+                found.unknown_field((link, name), name, expected.fields)
                 continue
             if name in expected.deprecated:
                 found.deprecated_field((link, name), expected.deprecated[name])
@@ -910,8 +908,12 @@ class _Found:
     def error(self, link: _Link, message: str) -> None:
         self._add("errors", link, message)
 
-    def unknown_field(self, link: _Link, message: str) -> None:
-        self._add("unknown", link, message)
+    def unknown_field(self, link: _Link, name: str, known: Mapping[str, Schema]) -> None:
+        if len(self._lines["unknown"]) >= MAX_REPORTED:
+            self._dropped["unknown"] += 1  # and no suggestion sought: a flood stays cheap
+            return
+        clipped = _clip(name)
+        self._add("unknown", link, f'unknown field "{clipped}"' + did_you_mean(clipped, known))
 
     def deprecated_field(self, link: _Link, message: str) -> None:
         self._add("deprecated", link, message)
