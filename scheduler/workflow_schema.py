@@ -1,0 +1,1052 @@
+"""The types of a CronWorkflow's `workflowSpec`, checked as Argo's full CRD checks them.
+
+`cronwf` never interprets the Workflow it spawns, so `scheduler.model` passes `workflowSpec`
+through as a mapping. But the API server does check it when Argo's full CRD is installed, and
+the workflow controller decodes it into Go types: `arguments: {parameters: {someParam: x}}` is
+refused there (`.spec.workflowSpec.arguments.parameters: expected list`) although it is a
+perfectly good mapping. `check_workflow_spec` finds such mistakes before a CronWorkflow is
+deployed, with the API server's field paths and a line saying what to write instead.
+
+Choices, and what they trade:
+- The schema is written here, compactly, from Argo's Go types and its full CRD (v4.1.2, and
+  the fields v3.4 to v3.7 still had, so that a spec valid for an older Argo is not refused).
+  Argo's own types (templates, steps, DAG tasks, parameters, artifacts, retry strategies...)
+  are closed: an unknown field is reported with a "did you mean". Kubernetes' core types
+  nested deeper (affinity, probes, security contexts, volume sources...) are `OPEN`: any
+  mapping, unknown fields unreported. That misses some mistakes, but a field Argo or
+  Kubernetes knows is never reported unknown: a false alarm is worse than a miss.
+- Scalars follow the API server: a string field refuses `3` (quote it), an integer field
+  refuses `"3"`, a null field is as if absent (the API server drops nulls before
+  validation). Parameter values are Argo's AnyString (string, integer, number or boolean),
+  quantities (`cpu: 0.5`) accept numbers, and an unquoted date counts as a string, as
+  Kubernetes' YAML reads it.
+- Beyond the CRD, a template and a step must have a name (Argo's validation refuses them
+  otherwise, `template name is required`); `templateDefaults` need not.
+- The walk is iterative (no recursion limit whatever the depth) and costs one step per value
+  it checks: values under `OPEN` or `ANY` are never walked, and a container met again (a YAML
+  alias, or a cycle) at the same place in the schema is checked once, so an alias bomb costs
+  what the document's own nodes cost, never its expansion. An optional `budget` bounds the
+  values checked; past it the check stops with an error saying so. Reports are capped at
+  `MAX_REPORTED` lines per kind.
+- Unknown fields and deprecated fields are kept apart from errors: the caller decides whether
+  they fail lint (`--strict`) or only warn (`serve`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from scheduler.model import format_field_path
+from scheduler.suggest import did_you_mean
+
+__all__ = [
+    "ANY",
+    "ANY_STRING",
+    "BOOL",
+    "INT",
+    "INT_OR_STRING",
+    "MAX_REPORTED",
+    "NUM",
+    "OPEN",
+    "QUANTITY",
+    "STR",
+    "WORKFLOW_SPEC",
+    "Enum",
+    "ListOf",
+    "MapOf",
+    "Obj",
+    "Scalar",
+    "Schema",
+    "SchemaReport",
+    "check_workflow_spec",
+]
+
+MAX_REPORTED = 100
+"""At most this many lines per kind in a report; one more line counts the rest."""
+
+
+# --- The constructors -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Scalar:
+    """A leaf: `expected` says what it must be ("a string"), `kinds` what Python types pass."""
+
+    expected: str
+    kinds: tuple[type, ...]
+    integral: bool = False  # numbers must be whole (an integral float passes, as in JSON)
+
+
+@dataclass(frozen=True, eq=False)
+class Enum:
+    """A string out of a fixed set (the CRD's `enum`)."""
+
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ListOf:
+    """A list of `item`s; `hint` is added when the value is not a list at all."""
+
+    item: Schema
+    hint: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class MapOf:
+    """A mapping of string keys to `value`s (labels, nodeSelector, hooks...)."""
+
+    value: Schema
+
+
+@dataclass(frozen=True, eq=False)
+class Obj:
+    """A closed object: its fields, those required, and help for the common mistakes.
+
+    `shorthand` names the field a scalar given in place of the object was probably meant for
+    (`podGC: OnPodCompletion` → `podGC: {strategy: OnPodCompletion}`); `example` is shown when
+    there is none. `deprecated` maps a field Argo removed to what to write instead.
+    """
+
+    fields: Mapping[str, Schema]
+    required: tuple[str, ...] = ()
+    shorthand: str | None = None
+    example: str | None = None
+    deprecated: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in (*self.required, *self.deprecated) if name not in self.fields]
+        if unknown or (self.shorthand is not None and self.shorthand not in self.fields):
+            raise ValueError(f"schema names fields it does not declare: {unknown}")
+
+    def extend(self, fields: Mapping[str, Schema], required: tuple[str, ...] = ()) -> Obj:
+        """The same object with more fields (a sidecar is a container with more)."""
+        return Obj(
+            {**self.fields, **fields},
+            required=(*self.required, *required),
+            shorthand=self.shorthand,
+            example=self.example,
+            deprecated=self.deprecated,
+        )
+
+    def with_required(self, required: tuple[str, ...]) -> Obj:
+        return Obj(
+            self.fields,
+            required=required,
+            shorthand=self.shorthand,
+            example=self.example,
+            deprecated=self.deprecated,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Open:
+    """Any mapping: a Kubernetes type not modelled field by field."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Any:
+    """Any value at all (`withItems` items, which Argo keeps as they are)."""
+
+
+Schema: TypeAlias = Scalar | Enum | ListOf | MapOf | Obj | _Open | _Any
+
+STR = Scalar("a string", (str,))
+BOOL = Scalar("true or false", (bool,))
+INT = Scalar("an integer", (int, float), integral=True)
+NUM = Scalar("a number", (int, float))
+INT_OR_STRING = Scalar("an integer or a string", (int, float, str), integral=True)
+# Kubernetes quantities (`cpu: 0.5`, `memory: 1Gi`): the client libraries accept numbers.
+QUANTITY = Scalar("a quantity such as 500m or 1Gi", (int, float, str))
+ANY_STRING = Scalar("a string, a number or a boolean", (str, int, float, bool))
+OPEN = _Open()
+ANY = _Any()
+
+
+# --- Argo's types, and the Kubernetes types a template uses ----------------------------------
+
+STRINGS = ListOf(STR)
+LABELS = MapOf(STR)
+METADATA = Obj({"annotations": LABELS, "labels": LABELS})
+KEY_SELECTOR = Obj({"key": STR, "name": STR, "optional": BOOL}, required=("key",))
+NAME_REF = Obj({"name": STR, "optional": BOOL})
+
+PARAMETER = Obj(
+    {
+        "name": STR,
+        "value": ANY_STRING,
+        "default": ANY_STRING,
+        "description": ANY_STRING,
+        "enum": ListOf(ANY_STRING),
+        "globalName": STR,
+        "valueFrom": Obj(
+            {
+                "configMapKeyRef": KEY_SELECTOR,
+                "default": ANY_STRING,
+                "event": STR,
+                "expression": STR,
+                "jqFilter": STR,
+                "jsonPath": STR,
+                "parameter": STR,
+                "path": STR,
+                "supplied": OPEN,
+            }
+        ),
+    },
+    required=("name",),
+)
+
+_S3 = Obj(
+    {
+        "accessKeySecret": KEY_SELECTOR,
+        "addressingStyle": STR,
+        "bucket": STR,
+        "caSecret": KEY_SELECTOR,
+        "createBucketIfNotPresent": Obj({"objectLocking": BOOL}),
+        "encryptionOptions": Obj(
+            {
+                "enableEncryption": BOOL,
+                "kmsEncryptionContext": STR,
+                "kmsKeyId": STR,
+                "serverSideCustomerKeySecret": KEY_SELECTOR,
+            }
+        ),
+        "endpoint": STR,
+        "insecure": BOOL,
+        "key": STR,
+        "region": STR,
+        "roleARN": STR,
+        "secretKeySecret": KEY_SELECTOR,
+        "sessionTokenSecret": KEY_SELECTOR,
+        "useSDKCreds": BOOL,
+    }
+)
+_HTTP_AUTH = Obj(
+    {
+        "basicAuth": Obj({"passwordSecret": KEY_SELECTOR, "usernameSecret": KEY_SELECTOR}),
+        "clientCert": Obj({"clientCertSecret": KEY_SELECTOR, "clientKeySecret": KEY_SELECTOR}),
+        "oauth2": Obj(
+            {
+                "clientIDSecret": KEY_SELECTOR,
+                "clientSecretSecret": KEY_SELECTOR,
+                "endpointParams": ListOf(Obj({"key": STR, "value": STR}, required=("key",))),
+                "scopes": STRINGS,
+                "tokenURLSecret": KEY_SELECTOR,
+            }
+        ),
+    }
+)
+ARTIFACT_LOCATIONS: Mapping[str, Schema] = {
+    "archiveLogs": BOOL,
+    "artifactory": Obj(
+        {"passwordSecret": KEY_SELECTOR, "url": STR, "usernameSecret": KEY_SELECTOR},
+        required=("url",),
+    ),
+    "azure": Obj(
+        {
+            "accountKeySecret": KEY_SELECTOR,
+            "blob": STR,
+            "container": STR,
+            "endpoint": STR,
+            "useSDKCreds": BOOL,
+        },
+        required=("blob", "container", "endpoint"),
+    ),
+    "gcs": Obj(
+        {"bucket": STR, "key": STR, "serviceAccountKeySecret": KEY_SELECTOR}, required=("key",)
+    ),
+    "git": Obj(
+        {
+            "branch": STR,
+            "depth": INT,
+            "disableSubmodules": BOOL,
+            "fetch": STRINGS,
+            "insecureIgnoreHostKey": BOOL,
+            "insecureSkipTLS": BOOL,
+            "passwordSecret": KEY_SELECTOR,
+            "repo": STR,
+            "revision": STR,
+            "singleBranch": BOOL,
+            "sshPrivateKeySecret": KEY_SELECTOR,
+            "usernameSecret": KEY_SELECTOR,
+        },
+        required=("repo",),
+    ),
+    "hdfs": Obj(
+        {
+            "addresses": STRINGS,
+            "dataTransferProtection": STR,
+            "force": BOOL,
+            "hdfsUser": STR,
+            "krbCCacheSecret": KEY_SELECTOR,
+            "krbConfigConfigMap": KEY_SELECTOR,
+            "krbKeytabSecret": KEY_SELECTOR,
+            "krbRealm": STR,
+            "krbServicePrincipalName": STR,
+            "krbUsername": STR,
+            "path": STR,
+        },
+        required=("path",),
+    ),
+    "http": Obj(
+        {
+            "auth": _HTTP_AUTH,
+            "headers": ListOf(Obj({"name": STR, "value": STR}, required=("name", "value"))),
+            "saveStreamViaFile": BOOL,
+            "url": STR,
+        },
+        required=("url",),
+    ),
+    "oss": Obj(
+        {
+            "accessKeySecret": KEY_SELECTOR,
+            "bucket": STR,
+            "createBucketIfNotPresent": BOOL,
+            "endpoint": STR,
+            "key": STR,
+            "lifecycleRule": Obj(
+                {"markDeletionAfterDays": INT, "markInfrequentAccessAfterDays": INT}
+            ),
+            "secretKeySecret": KEY_SELECTOR,
+            "securityToken": STR,
+            "useSDKCreds": BOOL,
+        },
+        required=("key",),
+    ),
+    "plugin": Obj(
+        {"configuration": STR, "connectionTimeoutSeconds": INT, "key": STR, "name": STR},
+        required=("key",),
+    ),
+    "raw": Obj({"data": STR}, required=("data",)),
+    "s3": _S3,
+}
+ARTIFACT_GC = Obj(
+    {
+        "podMetadata": METADATA,
+        "serviceAccountName": STR,
+        "strategy": Enum(("", "OnWorkflowCompletion", "OnWorkflowDeletion", "Never")),
+    }
+)
+ARTIFACT_FIELDS: Mapping[str, Schema] = {
+    **ARTIFACT_LOCATIONS,
+    "name": STR,
+    "path": STR,
+    "mode": INT,
+    "from": STR,
+    "fromExpression": STR,
+    "globalName": STR,
+    "subPath": STR,
+    "optional": BOOL,
+    "recurseMode": BOOL,
+    "deleted": BOOL,
+    "archive": Obj({"none": OPEN, "tar": Obj({"compressionLevel": INT}), "zip": OPEN}),
+    "artifactGC": ARTIFACT_GC,
+}
+ARTIFACT = Obj(ARTIFACT_FIELDS, required=("name",))
+
+_PARAMETERS_HINT = "write parameters: [{name: message, value: hello}]"
+ARGUMENTS = Obj(
+    {
+        "parameters": ListOf(PARAMETER, hint=_PARAMETERS_HINT),
+        "artifacts": ListOf(ARTIFACT, hint="write artifacts: [{name: data, from: ...}]"),
+    },
+    example="{parameters: [{name: message, value: hello}]}",
+)
+INPUTS = Obj({"parameters": ARGUMENTS.fields["parameters"], "artifacts": ListOf(ARTIFACT)})
+OUTPUTS = INPUTS.extend({"result": STR, "exitCode": STR})
+
+TEMPLATE_REF = Obj({"name": STR, "template": STR, "clusterScope": BOOL})
+LIFECYCLE_HOOK = Obj(
+    {"template": STR, "templateRef": TEMPLATE_REF, "arguments": ARGUMENTS, "expression": STR},
+    shorthand="template",
+)
+HOOKS = MapOf(LIFECYCLE_HOOK)
+
+SEQUENCE = Obj(
+    {"count": INT_OR_STRING, "start": INT_OR_STRING, "end": INT_OR_STRING, "format": STR}
+)
+STEP_FIELDS: Mapping[str, Schema] = {
+    "name": STR,
+    "template": STR,
+    "templateRef": TEMPLATE_REF,
+    "inline": OPEN,  # a Template; the CRD keeps it as it is (x-kubernetes-preserve-unknown-fields)
+    "arguments": ARGUMENTS,
+    "when": STR,
+    "withItems": ListOf(ANY),
+    "withParam": STR,
+    "withSequence": SEQUENCE,
+    "continueOn": Obj({"error": BOOL, "failed": BOOL}),
+    "onExit": STR,
+    "hooks": HOOKS,
+}
+WORKFLOW_STEP = Obj(STEP_FIELDS, required=("name",))
+DAG_TASK = Obj(
+    {
+        **STEP_FIELDS,
+        "dependencies": ListOf(STR, hint="write dependencies: [task-a, task-b]"),
+        "depends": STR,
+    },
+    required=("name",),
+)
+_STEPS_HINT = (
+    "steps is a list of groups, each a list of steps that run in parallel: "
+    "write steps: [[{name: first, template: a}], [{name: second, template: b}]]"
+)
+
+ENV_VAR = Obj(
+    {
+        "name": STR,
+        "value": STR,
+        "valueFrom": Obj(
+            {
+                "configMapKeyRef": KEY_SELECTOR,
+                "secretKeyRef": KEY_SELECTOR,
+                "fieldRef": OPEN,
+                "resourceFieldRef": OPEN,
+                "fileKeyRef": OPEN,
+            }
+        ),
+    },
+    required=("name",),
+)
+VOLUME_MOUNT = Obj(
+    {
+        "name": STR,
+        "mountPath": STR,
+        "mountPropagation": STR,
+        "readOnly": BOOL,
+        "recursiveReadOnly": STR,
+        "subPath": STR,
+        "subPathExpr": STR,
+    },
+    required=("mountPath", "name"),
+)
+RESOURCES = Obj({"limits": MapOf(QUANTITY), "requests": MapOf(QUANTITY), "claims": ListOf(OPEN)})
+CONTAINER = Obj(
+    {
+        "name": STR,
+        "image": STR,
+        "command": ListOf(STR, hint="write command: [sh, -c] (one item per argument)"),
+        "args": ListOf(STR, hint='write args: ["echo hello"] (one item per argument)'),
+        "workingDir": STR,
+        "env": ListOf(ENV_VAR, hint="write env: [{name: GREETING, value: hello}]"),
+        "envFrom": ListOf(Obj({"configMapRef": NAME_REF, "secretRef": NAME_REF, "prefix": STR})),
+        "ports": ListOf(
+            Obj(
+                {
+                    "containerPort": INT,
+                    "hostIP": STR,
+                    "hostPort": INT,
+                    "name": STR,
+                    "protocol": STR,
+                },
+                required=("containerPort",),
+            )
+        ),
+        "resources": RESOURCES,
+        "resizePolicy": ListOf(OPEN),
+        "restartPolicy": STR,
+        "restartPolicyRules": ListOf(OPEN),
+        "volumeMounts": ListOf(VOLUME_MOUNT),
+        "volumeDevices": ListOf(
+            Obj({"devicePath": STR, "name": STR}, required=("devicePath", "name"))
+        ),
+        "imagePullPolicy": STR,
+        "securityContext": OPEN,
+        "lifecycle": OPEN,
+        "livenessProbe": OPEN,
+        "readinessProbe": OPEN,
+        "startupProbe": OPEN,
+        "stdin": BOOL,
+        "stdinOnce": BOOL,
+        "tty": BOOL,
+        "terminationMessagePath": STR,
+        "terminationMessagePolicy": STR,
+    }
+)
+USER_CONTAINER = CONTAINER.extend({"mirrorVolumeMounts": BOOL}, required=("name",))
+SCRIPT = CONTAINER.extend({"source": STR})
+
+# The volume sources of Kubernetes' core Volume, each a core type not modelled further.
+_VOLUME_SOURCES = (
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+)
+VOLUME = Obj({"name": STR, **dict.fromkeys(_VOLUME_SOURCES, OPEN)}, required=("name",))
+PERSISTENT_VOLUME_CLAIM = Obj(
+    {"apiVersion": STR, "kind": STR, "metadata": OPEN, "spec": OPEN, "status": OPEN}
+)
+
+RETRY_STRATEGY = Obj(
+    {
+        "limit": INT_OR_STRING,
+        "retryPolicy": Enum(("Always", "OnFailure", "OnError", "OnTransientError")),
+        "expression": STR,
+        "backoff": Obj({"duration": STR, "factor": INT_OR_STRING, "maxDuration": STR, "cap": STR}),
+        "affinity": Obj({"nodeAntiAffinity": OPEN}),
+    },
+    shorthand="limit",
+)
+SYNCHRONIZATION = Obj(
+    {
+        "mutexes": ListOf(Obj({"name": STR, "namespace": STR, "database": BOOL})),
+        "semaphores": ListOf(
+            Obj(
+                {
+                    "configMapKeyRef": KEY_SELECTOR,
+                    "database": Obj({"key": STR}, required=("key",)),
+                    "namespace": STR,
+                }
+            )
+        ),
+        "mutex": Obj({"name": STR, "namespace": STR, "database": BOOL}),
+        "semaphore": Obj(
+            {
+                "configMapKeyRef": KEY_SELECTOR,
+                "database": Obj({"key": STR}, required=("key",)),
+                "namespace": STR,
+            }
+        ),
+    },
+    deprecated={
+        "mutex": "deprecated in Argo 3.6 and removed in 4.0; write mutexes: [{name: ...}]",
+        "semaphore": (
+            "deprecated in Argo 3.6 and removed in 4.0; "
+            "write semaphores: [{configMapKeyRef: {name: ..., key: ...}}]"
+        ),
+    },
+)
+METRICS = Obj(
+    {
+        "prometheus": ListOf(
+            Obj(
+                {
+                    "name": STR,
+                    "help": STR,
+                    "labels": ListOf(Obj({"key": STR, "value": STR}, required=("key", "value"))),
+                    "when": STR,
+                    "counter": Obj({"value": STR}, required=("value",)),
+                    "gauge": Obj(
+                        {"value": STR, "realtime": BOOL, "operation": STR},
+                        required=("realtime", "value"),
+                    ),
+                    "histogram": Obj(
+                        {"value": STR, "buckets": ListOf(NUM)}, required=("buckets", "value")
+                    ),
+                },
+                required=("help", "name"),
+            )
+        )
+    },
+    required=("prometheus",),
+)
+
+TEMPLATE = Obj(
+    {
+        "name": STR,
+        "inputs": INPUTS,
+        "outputs": OUTPUTS,
+        "container": CONTAINER,
+        "script": SCRIPT,
+        "containerSet": Obj(
+            {
+                "containers": ListOf(
+                    CONTAINER.extend({"dependencies": STRINGS}, required=("name",))
+                ),
+                "volumeMounts": ListOf(VOLUME_MOUNT),
+                "retryStrategy": Obj(
+                    {"retries": INT_OR_STRING, "duration": STR}, required=("retries",)
+                ),
+            },
+            required=("containers",),
+        ),
+        "steps": ListOf(ListOf(WORKFLOW_STEP, hint=_STEPS_HINT), hint=_STEPS_HINT),
+        "dag": Obj(
+            {"tasks": ListOf(DAG_TASK), "target": STR, "failFast": BOOL}, required=("tasks",)
+        ),
+        "resource": Obj(
+            {
+                "action": Enum(("get", "create", "apply", "delete", "replace", "patch")),
+                "manifest": STR,
+                "manifestFrom": Obj({"artifact": ARTIFACT}, required=("artifact",)),
+                "mergeStrategy": Enum(("strategic", "merge", "json")),
+                "successCondition": STR,
+                "failureCondition": STR,
+                "setOwnerReference": BOOL,
+                "flags": STRINGS,
+            },
+            required=("action",),
+        ),
+        "suspend": Obj({"duration": STR}, example="{} (or {duration: 10m})"),
+        "http": Obj(
+            {
+                "url": STR,
+                "method": STR,
+                "headers": ListOf(
+                    Obj(
+                        {
+                            "name": STR,
+                            "value": STR,
+                            "valueFrom": Obj({"secretKeyRef": KEY_SELECTOR}),
+                        },
+                        required=("name",),
+                    )
+                ),
+                "body": STR,
+                "bodyFrom": Obj({"bytes": STR}),
+                "timeoutSeconds": INT,
+                "successCondition": STR,
+                "insecureSkipVerify": BOOL,
+            },
+            required=("url",),
+        ),
+        "plugin": OPEN,  # shaped by the plugin; the CRD keeps it as it is
+        "data": Obj(
+            {
+                "source": Obj({"artifactPaths": ARTIFACT}),
+                "transformation": ListOf(Obj({"expression": STR}, required=("expression",))),
+            },
+            required=("source", "transformation"),
+        ),
+        "sidecars": ListOf(USER_CONTAINER),
+        "initContainers": ListOf(USER_CONTAINER),
+        "volumes": ListOf(VOLUME),
+        "metadata": METADATA,
+        "annotations": LABELS,
+        "nodeSelector": LABELS,
+        "affinity": OPEN,
+        "tolerations": ListOf(OPEN),
+        "securityContext": OPEN,
+        "hostAliases": ListOf(OPEN),
+        "resourceClaims": ListOf(OPEN),
+        "podResources": OPEN,
+        "activeDeadlineSeconds": INT_OR_STRING,
+        "retryStrategy": RETRY_STRATEGY,
+        "parallelism": INT,
+        "failFast": BOOL,
+        "daemon": BOOL,
+        "timeout": STR,
+        "pendingTimeout": STR,
+        "memoize": Obj(
+            {
+                "key": STR,
+                "maxAge": STR,
+                "cache": Obj(
+                    {"configMap": Obj({"name": STR, "key": STR, "optional": BOOL})},
+                    required=("configMap",),
+                ),
+            },
+            required=("cache", "key", "maxAge"),
+        ),
+        "synchronization": SYNCHRONIZATION,
+        "metrics": METRICS,
+        "archiveLocation": Obj(ARTIFACT_LOCATIONS),
+        "executor": Obj({"serviceAccountName": STR}),
+        "serviceAccountName": STR,
+        "automountServiceAccountToken": BOOL,
+        "schedulerName": STR,
+        "priorityClassName": STR,
+        "podSpecPatch": STR,
+        "priority": INT,
+    },
+    required=("name",),
+    deprecated={"priority": "removed in Argo 3.7; use priorityClassName"},
+)
+
+WORKFLOW_SPEC = Obj(
+    {
+        "entrypoint": STR,
+        "arguments": ARGUMENTS,
+        "templates": ListOf(TEMPLATE, hint="write templates: [{name: main, container: ...}]"),
+        "templateDefaults": TEMPLATE.with_required(()),
+        "workflowTemplateRef": Obj({"name": STR, "clusterScope": BOOL}, shorthand="name"),
+        "onExit": STR,
+        "hooks": HOOKS,
+        "serviceAccountName": STR,
+        "automountServiceAccountToken": BOOL,
+        "executor": Obj({"serviceAccountName": STR}),
+        "executorPlugins": ListOf(OPEN),
+        "volumes": ListOf(VOLUME),
+        "volumeClaimTemplates": ListOf(PERSISTENT_VOLUME_CLAIM),
+        "volumeClaimGC": Obj({"strategy": STR}, shorthand="strategy"),
+        "parallelism": INT,
+        "artifactRepositoryRef": Obj({"configMap": STR, "key": STR}),
+        "artifactGC": ARTIFACT_GC.extend({"forceFinalizerRemoval": BOOL, "podSpecPatch": STR}),
+        "suspend": BOOL,
+        "nodeSelector": LABELS,
+        "affinity": OPEN,
+        "tolerations": ListOf(OPEN),
+        "imagePullSecrets": ListOf(OPEN),
+        "hostNetwork": BOOL,
+        "dnsPolicy": STR,
+        "dnsConfig": OPEN,
+        "hostAliases": ListOf(OPEN),
+        "securityContext": OPEN,
+        "podDisruptionBudget": OPEN,
+        "podResources": OPEN,
+        "resourceClaims": ListOf(OPEN),
+        "activeDeadlineSeconds": INT,
+        "priority": INT,
+        "schedulerName": STR,
+        "podGC": Obj(
+            {
+                "strategy": Enum(
+                    (
+                        "",
+                        "OnPodCompletion",
+                        "OnPodSuccess",
+                        "OnWorkflowCompletion",
+                        "OnWorkflowSuccess",
+                    )
+                ),
+                "labelSelector": OPEN,
+                "deleteDelayDuration": STR,
+            },
+            shorthand="strategy",
+        ),
+        "podPriorityClassName": STR,
+        "podPriority": INT,
+        "podSpecPatch": STR,
+        "podMetadata": METADATA,
+        "metrics": METRICS,
+        "shutdown": STR,
+        "synchronization": SYNCHRONIZATION,
+        "ttlStrategy": Obj(
+            {"secondsAfterCompletion": INT, "secondsAfterSuccess": INT, "secondsAfterFailure": INT},
+            shorthand="secondsAfterCompletion",
+        ),
+        "retryStrategy": RETRY_STRATEGY,
+        "archiveLogs": BOOL,
+        "workflowMetadata": METADATA.extend(
+            {"labelsFrom": MapOf(Obj({"expression": STR}, required=("expression",)))}
+        ),
+    },
+    deprecated={
+        "podPriority": "deprecated in Argo 3.6 and removed in 4.0; use podPriorityClassName"
+    },
+)
+
+
+# --- The check ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaReport:
+    """What `check_workflow_spec` found, each line `"<field path>: <message>"`.
+
+    `errors` are what the API server or the workflow controller would refuse (a wrong type, a
+    missing required field, a value out of an enum, a spec too large to check); `unknown` are
+    fields no version of Argo knows; `deprecated` are fields a recent Argo no longer has.
+    """
+
+    errors: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    deprecated: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Nothing refused and nothing unknown (deprecated fields still work)."""
+        return not (self.errors or self.unknown)
+
+
+# A path is built only when something is reported: each value carries a link to its parent.
+_Link: TypeAlias = "tuple[_Link, int | str] | None"
+
+
+def check_workflow_spec(
+    value: object,
+    path: str = "spec.workflowSpec",
+    *,
+    schema: Schema = WORKFLOW_SPEC,
+    budget: int | None = None,
+) -> SchemaReport:
+    """Check `value` (a decoded `workflowSpec`) against Argo's types; never raises.
+
+    `path` prefixes every reported field. `budget`, when given, is the most values checked;
+    past it the check stops with an error (what was found until then is kept).
+    """
+    found = _Found(path)
+    stack: list[tuple[object, Schema, _Link]] = [(value, schema, None)]
+    seen: set[tuple[int, int]] = set()
+    checked = 0
+    if value is None:
+        found.error(None, "must be a mapping, got null")
+        stack.clear()
+    while stack:
+        item, expected, link = stack.pop()
+        checked += 1
+        if budget is not None and checked > budget:
+            found.error(
+                None,
+                f"too large to check: more than {budget} values (the limit); "
+                "nothing past it was checked",
+            )
+            break
+        if isinstance(item, Mapping | list | tuple):
+            key = (id(item), id(expected))
+            if key in seen:
+                continue  # the same node again (a YAML alias, or a cycle): checked once
+            seen.add(key)
+        _check_one(item, expected, link, stack, found)
+    return found.report()
+
+
+def _check_one(
+    item: object,
+    expected: Schema,
+    link: _Link,
+    stack: list[tuple[object, Schema, _Link]],
+    found: _Found,
+) -> None:
+    if isinstance(expected, _Any):
+        return
+    if isinstance(expected, Scalar):
+        if not _is_scalar(item, expected):
+            found.error(link, _type_message(expected.expected, item, link))
+        return
+    if isinstance(expected, Enum):
+        if not (isinstance(item, str) and item in expected.values):
+            found.error(link, _enum_message(expected, item))
+        return
+    if isinstance(expected, ListOf):
+        if not isinstance(item, list | tuple):
+            found.error(link, _type_message("a list", item, link, _list_hint(expected, item, link)))
+            return
+        # Pushed last first, so that problems are reported in the document's order.
+        for index in range(len(item) - 1, -1, -1):
+            element = item[index]
+            if element is not None:
+                stack.append((element, expected.item, (link, index)))
+        return
+    if not isinstance(item, Mapping):
+        hint = _object_hint(expected, item, link) if isinstance(expected, Obj) else None
+        found.error(link, _type_message("a mapping", item, link, hint))
+        return
+    if isinstance(expected, _Open):
+        return
+    pending: list[tuple[object, Schema, _Link]] = []
+    if isinstance(expected, MapOf):
+        for name, element in item.items():
+            if not isinstance(name, str):
+                found.error(link, f"a key must be a string, got {_describe(name)}")
+            elif element is not None:
+                pending.append((element, expected.value, (link, name)))
+    else:
+        for name, element in item.items():
+            if not isinstance(name, str):
+                found.error(link, f"a field name must be a string, got {_describe(name)}")
+                continue
+            schema = expected.fields.get(name)
+            if schema is None:
+                found.unknown_field((link, name), name, expected.fields)
+                continue
+            if name in expected.deprecated:
+                found.deprecated_field((link, name), expected.deprecated[name])
+            if element is not None:
+                pending.append((element, schema, (link, name)))
+        for name in expected.required:
+            if item.get(name) is None:
+                found.error((link, name), "is required")
+    stack.extend(reversed(pending))
+
+
+def _is_scalar(item: object, expected: Scalar) -> bool:
+    if isinstance(item, bool):
+        return bool in expected.kinds
+    if isinstance(item, datetime.date):
+        # A YAML 1.1 loader reads an unquoted 2026-01-31 as a date; Kubernetes keeps a string.
+        return str in expected.kinds
+    if not isinstance(item, expected.kinds):
+        return False
+    if isinstance(item, float):
+        return math.isfinite(item) and (item.is_integer() or not expected.integral)
+    return True
+
+
+class _Found:
+    """The lines reported so far, capped, with paths under `root`."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._lines: dict[str, list[str]] = {"errors": [], "unknown": [], "deprecated": []}
+        self._dropped = dict.fromkeys(self._lines, 0)
+
+    def error(self, link: _Link, message: str) -> None:
+        self._add("errors", link, message)
+
+    def unknown_field(self, link: _Link, name: str, known: Mapping[str, Schema]) -> None:
+        if len(self._lines["unknown"]) >= MAX_REPORTED:
+            self._dropped["unknown"] += 1  # and no suggestion sought: a flood stays cheap
+            return
+        clipped = _clip(name)
+        self._add("unknown", link, f'unknown field "{clipped}"' + did_you_mean(clipped, known))
+
+    def deprecated_field(self, link: _Link, message: str) -> None:
+        self._add("deprecated", link, message)
+
+    def _add(self, kind: str, link: _Link, message: str) -> None:
+        lines = self._lines[kind]
+        if len(lines) >= MAX_REPORTED:
+            self._dropped[kind] += 1
+            return
+        lines.append(f"{self.path(link)}: {message}")
+
+    def path(self, link: _Link) -> str:
+        parts: list[int | str] = []
+        while link is not None:
+            link, part = link
+            parts.append(part if isinstance(part, int) else _clip(part))
+        parts.reverse()
+        if not parts:
+            return self._root
+        suffix = format_field_path(parts)
+        return self._root + (suffix if suffix.startswith("[") else "." + suffix)
+
+    def report(self) -> SchemaReport:
+        out: dict[str, tuple[str, ...]] = {}
+        for kind, lines in self._lines.items():
+            dropped = self._dropped[kind]
+            more = [f"{self._root}: {dropped} more not shown"] if dropped else []
+            out[kind] = (*lines, *more)
+        return SchemaReport(out["errors"], out["unknown"], out["deprecated"])
+
+
+# --- Messages -------------------------------------------------------------------------------
+
+
+def _type_message(expected: str, item: object, link: _Link, hint: str | None = None) -> str:
+    message = f"must be {expected}, got {_describe(item)}"
+    if hint is None and link is not None:
+        hint = _scalar_hint(expected, item, link[1])
+    return f"{message}; {hint}" if hint else message
+
+
+def _scalar_hint(expected: str, item: object, name: int | str) -> str | None:
+    field_name = name if isinstance(name, str) else None
+    if expected.startswith("a string") and isinstance(item, bool | int | float):
+        # YAML read an unquoted `true`, `yes` or `8080` as a boolean or a number.
+        shown = _int_text(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        quoted = json.dumps(json.dumps(shown) if isinstance(shown, bool) else str(shown))
+        return f"quote it: {field_name}: {quoted}" if field_name else f"quote it: {quoted}"
+    if expected == "an integer" and isinstance(item, str) and re.fullmatch(r"-?\d+", item):
+        return f"write it unquoted: {field_name}: {item}" if field_name else "write it unquoted"
+    return None
+
+
+def _list_hint(expected: ListOf, item: object, link: _Link) -> str | None:
+    name = link[1] if link is not None else None
+    label = name if isinstance(name, str) else None
+    if isinstance(item, Mapping) and isinstance(expected.item, Obj) and label is not None:
+        fields = expected.item.fields
+        if "name" in fields and item and all(isinstance(k, str) for k in item):
+            entries = []
+            for key, val in list(item.items())[:3]:
+                if "value" in fields and _is_plain(val):
+                    entries.append(f"{{name: {_flow(key)}, value: {_flow(val)}}}")
+                else:
+                    entries.append(f"{{name: {_flow(key)}, ...}}")
+            if len(item) > 3:
+                entries.append("...")
+            return f"write {label}: [{', '.join(entries)}]"
+    if _is_plain(item) and item is not None and isinstance(expected.item, Scalar | Enum | _Any):
+        return f"write {label}: [{_flow(item)}]" if label else None
+    return expected.hint
+
+
+def _object_hint(expected: Obj, item: object, link: _Link) -> str | None:
+    name = link[1] if link is not None else None
+    label = name if isinstance(name, str) else None
+    if label is None:
+        return None
+    if expected.shorthand is not None and _is_plain(item) and item is not None:
+        return f"write {label}: {{{expected.shorthand}: {_flow(item)}}}"
+    if expected.example is not None:
+        return f"write {label}: {expected.example}"
+    return None
+
+
+def _enum_message(expected: Enum, item: object) -> str:
+    choices = ", ".join(json.dumps(value) for value in expected.values if value)
+    message = f"must be one of {choices}, got {_describe(item)}"
+    if isinstance(item, str):
+        message += did_you_mean(item, [value for value in expected.values if value])
+    return message
+
+
+_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def _is_plain(item: object) -> bool:
+    return item is None or isinstance(item, str | int | float | bool)
+
+
+def _flow(item: object) -> str:
+    """A scalar as YAML flow style would show it, quoted where it must be."""
+    if isinstance(item, str):
+        clipped = _clip(item)
+        if _PLAIN.fullmatch(clipped) and clipped.lower() not in _YAML_WORDS:
+            return clipped
+        return json.dumps(clipped)
+    return json.dumps(item) if isinstance(item, bool | int | float) else "..."
+
+
+def _int_text(item: int) -> str:
+    # str() of a huge integer is slow, and refused past 4,300 digits.
+    return str(item) if item.bit_length() <= 128 else "too long to show"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(item: object) -> str:
+    if item is None:
+        return "null"
+    if isinstance(item, bool):
+        return f"a boolean ({json.dumps(item)})"
+    if isinstance(item, int):
+        return f"an integer ({_int_text(item)})"
+    if isinstance(item, float):
+        return f"a number ({item})"
+    if isinstance(item, str):
+        return f"a string ({json.dumps(_clip(item))})"
+    if isinstance(item, list | tuple):
+        return "a list"
+    if isinstance(item, Mapping):
+        return "a mapping"
+    return f"a {type(item).__name__}"
