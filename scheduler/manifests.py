@@ -108,7 +108,7 @@ class LoadedCronWorkflow:
     spec: CronWorkflowSpec
     unknown_fields: tuple[str, ...] = ()
     """One message per field that neither Argo nor Kubernetes defines, each starting with its
-    path (`spec.concurrencypolicy: unknown field ...`), in document order. Argo's controller
+    path (`spec.concurrencypolicy: unknown field ...`), outer levels first. Argo's controller
     ignores such fields and so does the scheduler; `argo cron lint` refuses them (its
     `--strict`), and so does `cronwf lint` unless told `--strict=false`."""
 
