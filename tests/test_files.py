@@ -741,3 +741,66 @@ def test_real_permission_errors_change_nothing_and_clear_when_fixed() -> None:
         "CronWorkflows it defined keep running unchanged until it can be read again",
     ]
     assert after == {**before, "alpha": ["0 1 * * *"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace"),
+    [
+        ('"{x}"', "default"),
+        ('"a\\0b"', "default"),
+        ('"../x"', "default"),
+        ('"$(touch /tmp/cronwf-pwned)"', "default"),
+        ("a" * 300, "default"),
+        ("alpha", '"../../etc"'),
+        ("alpha", '"/abs"'),
+        ("alpha", "n" * 300),
+    ],
+    ids=["braces", "nul", "dot-dot", "command", "long-name", "dot-dot-ns", "abs-ns", "long-ns"],
+)
+def test_a_cron_workflow_with_a_name_kubernetes_refuses_never_enters_the_catalog(
+    folder: Path, name: str, namespace: str
+) -> None:
+    """Pins issue 12: a brace in a name made the Redis history raise while the service
+    synced, so ``serve`` could not start; a namespace like ``../x`` wrote run logs outside
+    the state folder. Such a document is now an error of its file and document, and the
+    file's other CronWorkflows load."""
+    source = FileSource([folder])
+    path = write(folder / "a.yaml", manifest(name, namespace=namespace) + "---\n" + manifest("ok"))
+
+    snapshot = source.poll()
+
+    assert list(snapshot.cron_workflows) == ["default/ok"]
+    (problem,) = snapshot.problems
+    assert problem.file == str(path)
+    (message,) = {m.split(": Invalid value: ")[0] for m in problem.messages}
+    field = "name" if namespace == "default" else "namespace"
+    assert message == f"{path} (document 1): metadata.{field}"
+
+
+def test_unknown_fields_are_logged_once_per_change_and_the_cron_workflow_runs(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Argo's controller ignores unknown fields, and so does ``serve``, with a warning naming
+    the file, the document, the CronWorkflow and the field."""
+    caplog.set_level(logging.WARNING, logger="scheduler.files")
+    source = FileSource([folder])
+    typo = manifest("alpha").replace("  schedules:", "  concurrencypolicy: Forbid\n  schedules:")
+    path = write(folder / "a.yaml", manifest("beta") + "---\n" + typo)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    assert "default/alpha" in source.poll().cron_workflows
+    assert warnings() == [
+        f"manifest field ignored: {path} (document 2) default/alpha: spec.concurrencypolicy: "
+        'unknown field "concurrencypolicy" (did you mean "concurrencyPolicy"?); Argo\'s '
+        "controller ignores it too, and cronwf lint reports it"
+    ]
+
+    write(path, manifest("beta", schedule="0 1 * * *") + "---\n" + typo)  # beta changes only
+    source.poll()
+    assert len(warnings()) == 1
+
+    write(path, manifest("beta", schedule="0 1 * * *") + "---\n" + typo.replace("*/5", "*/7"))
+    source.poll()
+    assert len(warnings()) == 2
