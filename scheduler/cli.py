@@ -26,7 +26,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from policies.decision import CronWorkflow
 from policies.schedule import SEARCH_YEARS, Schedule
@@ -163,6 +163,64 @@ def _add_paths_argument(command: argparse.ArgumentParser) -> None:
 # --- lint -------------------------------------------------------------------------------------
 
 
+# Go's strconv.ParseBool, which Argo's boolean flags use.
+_TRUE_WORDS = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE_WORDS = ("0", "f", "F", "FALSE", "false", "False")
+
+
+class _BooleanFlag(argparse.Action):
+    """A boolean flag written as Argo's (Go's pflag) are: `--strict` alone means true, and a
+    value is given only with `=` (`--strict=false`), so `--strict a.yaml` still lints a.yaml.
+
+    argparse has no option whose value is optional only after `=`: the flag takes no value,
+    and each accepted `--strict=<word>` is an option string of its own (argparse matches the
+    whole argument before splitting it at `=`), hidden from the help. Any other value is a
+    usage error, exit 2, which `_add_boolean_flag` words.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        word = (option_string or "").partition("=")[2]
+        setattr(namespace, self.dest, word not in _FALSE_WORDS)
+
+
+def _add_boolean_flag(
+    command: argparse.ArgumentParser, flag: str, *, default: bool, help: str
+) -> None:
+    dest = flag.lstrip("-").replace("-", "_")
+    command.add_argument(flag, action=_BooleanFlag, dest=dest, default=default, help=help)
+    command.add_argument(
+        *(f"{flag}={word}" for word in _TRUE_WORDS + _FALSE_WORDS),
+        action=_BooleanFlag,
+        dest=dest,
+        default=default,
+        help=argparse.SUPPRESS,
+    )
+    argparse_error = command.error
+    ignored = f"argument {flag}: ignored explicit argument "
+
+    def error(message: str) -> NoReturn:
+        # argparse's words for `--strict=maybe` ("ignored explicit argument") say nothing
+        # of what to write instead.
+        if message.startswith(ignored):
+            value = message.removeprefix(ignored)
+            message = (
+                f"argument {flag}: {value} is not true or false; write {flag}, {flag}=true "
+                f"or {flag}=false"
+            )
+        argparse_error(message)
+
+    command.error = error  # type: ignore[method-assign]
+
+
 def _add_lint_command(commands: argparse._SubParsersAction[Any]) -> None:
     command = commands.add_parser(
         "lint",
@@ -172,6 +230,13 @@ def _add_lint_command(commands: argparse._SubParsersAction[Any]) -> None:
     )
     _add_paths_argument(command)
     _add_output_option(command)
+    _add_boolean_flag(
+        command,
+        "--strict",
+        default=True,
+        help="report fields that neither Argo nor Kubernetes defines as errors, as "
+        "`argo cron lint` does (default: true); --strict=false makes them warnings",
+    )
     command.set_defaults(handler=_run_lint)
 
 
@@ -183,7 +248,7 @@ def _run_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if isinstance(item, ManifestNotice):
             _print_notice(item, err if args.output == "json" else out)
             continue
-        report = _lint_report(item, now)
+        report = _lint_report(item, now, strict=args.strict)
         reports.append(report)
         if args.output == "text":
             _print_lint_report(report, out)
@@ -196,7 +261,7 @@ def _run_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _lint_report(
-    entry: LoadedCronWorkflow | ManifestError, now: datetime.datetime
+    entry: LoadedCronWorkflow | ManifestError, now: datetime.datetime, *, strict: bool = True
 ) -> dict[str, Any]:
     if isinstance(entry, ManifestError):
         return {
@@ -208,13 +273,17 @@ def _lint_report(
             "warnings": [],
         }
     validation: Validation = validate(entry.spec, now)
+    # Unknown fields first: they are where they are in the document, and a typo'd field is
+    # often the cause of a validation error after it (`schedule` misspelled, none left).
+    unknown = list(entry.unknown_fields)
+    errors = (unknown if strict else []) + list(validation.errors)
     return {
         "file": entry.source.file,
         "document": entry.source.document,
         "cronWorkflow": entry.key,
-        "valid": validation.valid,
-        "errors": list(validation.errors),
-        "warnings": list(validation.warnings),
+        "valid": not errors,
+        "errors": errors,
+        "warnings": ([] if strict else unknown) + list(validation.warnings),
     }
 
 

@@ -25,6 +25,15 @@ So only a successful listing may make a CronWorkflow disappear; an error never d
 Scan errors are logged once per change (and once more when they clear), and carried by every
 snapshot so that the service can report them (``/readyz``, ``cronwf_manifest_errors``).
 
+A ``namespace/name`` defined twice runs once, and never changes hands while its definition
+stands: whoever can add a file must not be able to take over, or stop, a CronWorkflow another
+file defines. The definition in use keeps running; any other is a file problem. When none is
+in use yet (a fresh start), the first in sorted file and document order wins; when the one in
+use goes away, another takes its place at that scan.
+
+Fields neither Argo nor Kubernetes defines are logged as warnings, once per change of the
+CronWorkflow that carries them, and otherwise ignored, as Argo's controller does.
+
 A poll returns a :class:`Snapshot` of every CronWorkflow by key; the catalog diffs snapshots.
 """
 
@@ -41,6 +50,7 @@ from policies.spec import CronWorkflowSpec
 from scheduler.manifests import (
     LoadedCronWorkflow,
     ManifestError,
+    Source,
     describe_listing_error,
     describe_os_error,
     load_bytes,
@@ -87,10 +97,19 @@ class Snapshot:
         }
 
 
+@dataclass(frozen=True)
+class _Definition:
+    """A CronWorkflow as one document defines it."""
+
+    spec: CronWorkflowSpec
+    source: Source
+    unknown_fields: tuple[str, ...] = ()
+
+
 @dataclass
 class _FileState:
     signature: tuple[int, int]
-    specs: dict[str, CronWorkflowSpec]
+    definitions: dict[str, _Definition]
     problem: FileProblem | None
 
 
@@ -114,6 +133,10 @@ class FileSource:
         self._found: dict[Path, bool] = {}
         """Each configured path seen at least once, and whether it was a folder."""
         self._scan_errors: dict[Path, str] = {}
+        self._owners: dict[str, Path] = {}
+        """The file whose definition of each CronWorkflow the last snapshot uses."""
+        self._duplicates: set[str] = set()
+        """The duplicate definitions the last snapshot ignored, as logged."""
         self._last: Snapshot | None = None
 
     def _list(self) -> _Listing:
@@ -233,28 +256,26 @@ class FileSource:
             return None  # removed between stat and read: the next poll sees it gone
         except OSError as error:
             return self._unreadable(path, error, old)
-        manifests = load_bytes(raw, str(path))
-        specs: dict[str, CronWorkflowSpec] = {}
+        manifests = load_bytes(raw, str(path)).rejecting_duplicates()
+        definitions: dict[str, _Definition] = {}
         messages: list[str] = []
         for entry in manifests.entries:
             if isinstance(entry, LoadedCronWorkflow):
-                if entry.key in specs:
-                    messages.append(
-                        f"{entry.source} {entry.key}: defined twice in this file: the first "
-                        "definition is used; each namespace/name must be unique"
-                    )
-                    continue
-                specs[entry.key] = entry.spec
+                definitions[entry.key] = _Definition(entry.spec, entry.source, entry.unknown_fields)
             elif isinstance(entry, ManifestError):
                 where = f"{entry.source} {entry.key}" if entry.key else str(entry.source)
                 messages.extend(f"{where}: {message}" for message in entry.messages)
         if messages:
             for message in messages:
                 log.error("cannot load manifest: %s", message)
-            # Keep what the file defined before: a half-edited file changes nothing.
-            kept = old.specs if old is not None else specs
-            return _FileState(signature, kept, FileProblem(str(path), tuple(messages)))
-        return _FileState(signature, specs, None)
+            # Keep what the file defined before: a half-edited file changes nothing (and a
+            # definition added before one already in use cannot take its place).
+            kept = old.definitions if old is not None else definitions
+            state = _FileState(signature, kept, FileProblem(str(path), tuple(messages)))
+        else:
+            state = _FileState(signature, definitions, None)
+        _warn_unknown_fields(state, old)
+        return state
 
     @staticmethod
     def _unreadable(path: Path, error: OSError, old: _FileState | None) -> _FileState:
@@ -265,32 +286,61 @@ class FileSource:
         )
         if old is None or old.problem != problem:
             log.error("cannot load manifest: %s", problem.messages[0])
-        return _FileState(_UNREAD, old.specs if old is not None else {}, problem)
+        return _FileState(_UNREAD, old.definitions if old is not None else {}, problem)
 
     def _snapshot(self) -> Snapshot:
+        paths = sorted(self._files)
+        defined_in: dict[str, list[Path]] = {}
+        for path in paths:
+            for key in self._files[path].definitions:
+                defined_in.setdefault(key, []).append(path)
+        owners: dict[str, Path] = {}
         cron_workflows: dict[str, CronWorkflowSpec] = {}
-        origin: dict[str, Path] = {}
-        problems: list[FileProblem] = []
-        for path in sorted(self._files):
-            state = self._files[path]
-            if state.problem is not None:
-                problems.append(state.problem)
-            for key, spec in state.specs.items():
-                if key in cron_workflows:
-                    problems.append(
-                        FileProblem(
-                            str(path),
-                            (
-                                f"{key} is also defined in {origin[key]}: the first "
-                                "definition is used; each namespace/name must be unique",
-                            ),
-                        )
+        ignored: dict[Path, list[str]] = {}
+        for key, candidates in defined_in.items():
+            owner = self._owners.get(key)
+            if owner not in candidates:
+                owner = candidates[0]
+            owners[key] = owner
+            used = self._files[owner].definitions[key]
+            cron_workflows[key] = used.spec
+            for path in candidates:
+                if path != owner:
+                    source = self._files[path].definitions[key].source
+                    ignored.setdefault(path, []).append(
+                        f"{source} {key}: CronWorkflow {key} is already defined in "
+                        f"{used.source}; each namespace/name must be defined once (the "
+                        "definition in use keeps running, this one is ignored)"
                     )
-                    continue
-                cron_workflows[key] = spec
-                origin[key] = path
+        problems: list[FileProblem] = []
+        for path in paths:
+            problem = self._files[path].problem
+            if problem is not None:
+                problems.append(problem)
+            if path in ignored:
+                problems.append(FileProblem(str(path), tuple(ignored[path])))
+        duplicates = {message for messages in ignored.values() for message in messages}
+        for message in sorted(duplicates - self._duplicates):
+            log.error("cannot load manifest: %s", message)
+        self._owners, self._duplicates = owners, duplicates
         scan_errors = tuple(
             FileProblem(str(path), (message,))
             for path, message in sorted(self._scan_errors.items())
         )
         return Snapshot(cron_workflows, tuple(problems), scan_errors)
+
+
+def _warn_unknown_fields(state: _FileState, old: _FileState | None) -> None:
+    """Log the unknown fields of each definition that is new or changed."""
+    before = old.definitions if old is not None else {}
+    for key, definition in state.definitions.items():
+        if before.get(key) == definition:
+            continue
+        for message in definition.unknown_fields:
+            log.warning(
+                "manifest field ignored: %s %s: %s; Argo's controller ignores it too, "
+                "and cronwf lint reports it",
+                definition.source,
+                key,
+                message,
+            )

@@ -13,7 +13,14 @@ Loading is deliberately close to what `kubectl apply` would accept:
   defaults that match Kubernetes' YAML-to-JSON conversion: unquoted timestamps stay strings
   (so `workflowSpec` remains JSON-compatible and passes through unchanged), and a key written
   twice in one mapping is an error instead of silently keeping the last value.
-- A missing namespace means `default`.
+- A missing namespace means `default`. Names, namespaces, labels and annotations follow
+  Kubernetes' rules (`scheduler.naming`): a document that breaks them is an error, so a
+  hostile name never reaches a Redis key, a path or a command.
+- A field neither Argo nor Kubernetes defines is kept, and listed on the CronWorkflow
+  (`unknown_fields`, with a "did you mean"): `lint` refuses it by default, `serve` warns.
+- A `namespace/name` defined twice is an error of the second definition, naming the first;
+  `load_paths` checks across every file it reads, `ManifestSet.rejecting_duplicates` does it
+  for any set (the file-watching catalog uses it per file, and has its own rule across files).
 - Other kinds (a ConfigMap next to the CronWorkflow) are reported and skipped, not errors;
   `List` and `CronWorkflowList` documents (`kubectl get cronwf -o yaml`) are unpacked.
 - Folders are searched recursively for `*.yaml` and `*.yml`, in sorted order. Hidden entries
@@ -50,7 +57,9 @@ from scheduler.model import (
     CronWorkflowModel,
     CronWorkflowModelError,
     parse_cron_workflow,
+    unknown_fields,
 )
+from scheduler.naming import dns1123_label_problems, dns1123_subdomain_problems
 
 __all__ = [
     "ListingFailure",
@@ -97,6 +106,11 @@ class LoadedCronWorkflow:
     source: Source
     model: CronWorkflowModel
     spec: CronWorkflowSpec
+    unknown_fields: tuple[str, ...] = ()
+    """One message per field that neither Argo nor Kubernetes defines, each starting with its
+    path (`spec.concurrencypolicy: unknown field ...`), outer levels first. Argo's controller
+    ignores such fields and so does the scheduler; `argo cron lint` refuses them (its
+    `--strict`), and so does `cronwf lint` unless told `--strict=false`."""
 
     @property
     def key(self) -> str:
@@ -172,13 +186,38 @@ class ManifestSet:
     def __add__(self, other: ManifestSet) -> ManifestSet:
         return ManifestSet(self.items + other.items)
 
+    def rejecting_duplicates(self) -> ManifestSet:
+        """The same items, each CronWorkflow whose `namespace/name` an earlier one already
+        defines replaced by an error naming where: the first definition stays as it is."""
+        defined: dict[str, Source] = {}
+        items: list[ManifestItem] = []
+        for item in self.items:
+            if not isinstance(item, LoadedCronWorkflow):
+                items.append(item)
+            elif item.key in defined:
+                message = (
+                    f"CronWorkflow {item.key} is already defined in {defined[item.key]}; each "
+                    "namespace/name must be defined once"
+                )
+                spec = item.spec
+                items.append(ManifestError(item.source, (message,), spec.name, spec.namespace))
+            else:
+                defined[item.key] = item.source
+                items.append(item)
+        return ManifestSet(tuple(items))
+
 
 def load_paths(paths: Iterable[str | os.PathLike[str]]) -> ManifestSet:
-    """Load every CronWorkflow under `paths` (files or folders), in the order given."""
+    """Load every CronWorkflow under `paths` (files or folders), in the order given.
+
+    A file named twice (`lint a.yaml a.yaml`, or a folder and a file in it) is read once; a
+    `namespace/name` defined twice is an error of the second definition.
+    """
     result = ManifestSet()
+    read: set[str] = set()
     for path in paths:
-        result += _load_path(Path(path))
-    return result
+        result += _load_path(Path(path), read)
+    return result.rejecting_duplicates()
 
 
 @dataclass(frozen=True)
@@ -287,7 +326,9 @@ def load_document(document: object, source: Source) -> ManifestSet:
     return ManifestSet(tuple(_load_object(document, source, prefix="")))
 
 
-def _load_path(path: Path) -> ManifestSet:
+def _load_path(path: Path, read: set[str]) -> ManifestSet:
+    """The manifests of a file or folder, skipping the files whose absolute path is in `read`
+    (and adding the others to it)."""
     try:
         is_folder = stat.S_ISDIR(path.stat().st_mode)
     except OSError:
@@ -311,8 +352,16 @@ def _load_path(path: Path) -> ManifestSet:
             )
         )
         for file in scan.files:
-            result += _load_file(file)
+            result += _load_unread_file(file, read)
         return result
+    return _load_unread_file(path, read)
+
+
+def _load_unread_file(path: Path, read: set[str]) -> ManifestSet:
+    absolute = os.path.abspath(path)
+    if absolute in read:
+        return ManifestSet()
+    read.add(absolute)
     return _load_file(path)
 
 
@@ -684,7 +733,8 @@ def _load_object(document: object, source: Source, prefix: str) -> list[Manifest
         model = parse_cron_workflow(document)
     except CronWorkflowModelError as problems:
         return error(*(f"{prefix}{problem}" for problem in problems.problems))
-    return [LoadedCronWorkflow(source, model, model.to_spec())]
+    unknown = tuple(f"{prefix}{problem}" for problem in unknown_fields(model))
+    return [LoadedCronWorkflow(source, model, model.to_spec(), unknown)]
 
 
 def _load_list(document: Mapping[str, Any], source: Source, prefix: str) -> list[ManifestItem]:
@@ -707,15 +757,23 @@ def _is_other_api(api_version: object) -> bool:
 
 
 def _identity(document: Mapping[Any, Any]) -> tuple[str | None, str | None]:
+    """The name and namespace the document means, when both are valid Kubernetes names.
+
+    An invalid one is never repeated outside the message that quotes it: a name with a
+    newline or a NUL would otherwise forge or break the lines that say where a problem is.
+    """
     metadata = document.get("metadata")
     if not isinstance(metadata, Mapping):
         return None, None
     name = metadata.get("name")
     namespace = metadata.get("namespace")
-    return (
-        name if isinstance(name, str) and name else None,
-        namespace if isinstance(namespace, str) and namespace else None,
-    )
+    if not isinstance(name, str) or not name or dns1123_subdomain_problems(name):
+        return None, None
+    if not isinstance(namespace, str) or not namespace:
+        return name, None
+    if dns1123_label_problems(namespace):
+        return None, None
+    return name, namespace
 
 
 def _kind_of_value(value: object) -> str:

@@ -10,7 +10,12 @@ Choices, and what they trade:
   validates as it is, and Python code can still say `starting_deadline_seconds`.
 - Unknown fields are kept (`extra="allow"`): Argo adds fields over time, and a scheduler that
   rejected or dropped them would break on upgrade and could not write objects back losslessly.
-  `to_document()` dumps only what was given.
+  `to_document()` dumps only what was given. They are not silently accepted either:
+  `unknown_fields()` lists each one with a "did you mean" (`spec.concurrencypolicy`), for
+  `lint` to refuse as `argo cron lint --strict` does and for `serve` to warn about, since
+  Argo's controller ignores them. Only Argo's JSON names count: a document is read by alias
+  alone, so `concurrency_policy:` is an unknown field here as it is for Argo, not a second
+  spelling of `concurrencyPolicy` (Python code may still construct models by field name).
 - Scalars are strict: Kubernetes would refuse `startingDeadlineSeconds: "30"` or a label value
   `true`, so we refuse them too, instead of coercing and hiding the mistake. Times are the
   exception: `status.lastScheduledTime` is accepted as an RFC 3339 string or as a datetime
@@ -18,7 +23,10 @@ Choices, and what they trade:
 - What the scheduler never interprets (`workflowSpec`, the rest of `workflowMetadata`) passes
   through as mappings, checked only for being mappings.
 - Semantic rules (valid schedule, known timezone, concurrency policy...) are not type errors:
-  they belong to `policies.validation`, which reports them with Argo's messages.
+  they belong to `policies.validation`, which reports them with Argo's messages. Names,
+  namespaces, label and annotation keys and label values are the exception: what the API
+  server refuses (`scheduler.naming`, Kubernetes' rules and words) is refused here, because
+  in file mode nothing else stands between a hostile name and a Redis key, a path or a shell.
 - The annotations controllers keep as state (Argo's `last-used-schedule`, cronwf's
   `last-decided-time`) are read into the `StatusSeed`, not into the spec's annotations
   (`policies.spec` says why). An unreadable `last-decided-time` is ignored rather than refused:
@@ -32,9 +40,9 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -57,6 +65,14 @@ from policies.spec import (
     StatusSeed,
     WorkflowMetadata,
 )
+from scheduler.naming import (
+    annotation_problems,
+    dns1123_label_problems,
+    dns1123_subdomain_problems,
+    invalid_value,
+    label_problems,
+)
+from scheduler.suggest import did_you_mean
 
 __all__ = [
     "API_VERSION",
@@ -73,6 +89,7 @@ __all__ = [
     "WorkflowMetadataModel",
     "format_field_path",
     "parse_cron_workflow",
+    "unknown_fields",
 ]
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -87,6 +104,32 @@ class _ArgoModel(BaseModel):
         strict=True,
     )
 
+    known_extras: ClassVar[frozenset[str]] = frozenset()
+    """Fields of Argo's or Kubernetes' type that the scheduler does not read: kept as extras
+    like unknown ones, but not reported as unknown."""
+
+
+_OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+"""Every field of Kubernetes' `ObjectMeta` (v1.33): the API server and its clients set them."""
+
 
 def _as_aware_utc(value: datetime.datetime | None) -> datetime.datetime | None:
     if value is None:
@@ -98,6 +141,8 @@ def _as_aware_utc(value: datetime.datetime | None) -> datetime.datetime | None:
 
 class ObjectMetaModel(_ArgoModel):
     """Kubernetes `metadata`: the fields the scheduler reads; the rest is kept as extras."""
+
+    known_extras = _OBJECT_META_FIELDS
 
     name: str = Field(min_length=1)
     namespace: str | None = None
@@ -113,7 +158,12 @@ class ObjectMetaModel(_ArgoModel):
 
 
 class WorkflowMetadataModel(_ArgoModel):
-    """`spec.workflowMetadata`: Argo uses only labels, annotations and finalizers."""
+    """`spec.workflowMetadata`: Argo uses only labels, annotations and finalizers.
+
+    Its type is `ObjectMeta`, so any metadata field is known (and, like Argo, ignored).
+    """
+
+    known_extras = _OBJECT_META_FIELDS
 
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
@@ -157,6 +207,8 @@ class CronWorkflowSpecModel(_ArgoModel):
 
 class ObjectReferenceModel(_ArgoModel):
     """An entry of `status.active`: a reference to a Workflow believed to be running."""
+
+    known_extras = frozenset({"fieldPath"})
 
     kind: str | None = None
     api_version: str | None = None
@@ -294,12 +346,112 @@ class CronWorkflowModelError(ValueError):
 
 
 def parse_cron_workflow(document: Mapping[str, Any]) -> CronWorkflowModel:
-    """Check a decoded CronWorkflow document; raise `CronWorkflowModelError` when ill-typed."""
+    """Check a decoded CronWorkflow document; raise `CronWorkflowModelError` when ill-typed
+    or when Kubernetes would refuse its name, namespace, labels or annotations."""
+    problems = _object_meta_problems(document)
     try:
-        return CronWorkflowModel.model_validate(dict(document))
+        model = CronWorkflowModel.model_validate(dict(document), by_alias=True, by_name=False)
     except ValidationError as error:
-        problems = [_describe(detail) for detail in error.errors(include_url=False)]
+        problems.extend(_describe(detail) for detail in error.errors(include_url=False))
         raise CronWorkflowModelError(problems) from None
+    if problems:
+        raise CronWorkflowModelError(problems)
+    for _, part in _parts(model, ()):
+        _forget_shadowed_fields(part)
+    return model
+
+
+def unknown_fields(model: CronWorkflowModel) -> tuple[FieldProblem, ...]:
+    """Every field at a level the model knows that neither Argo nor Kubernetes defines, with
+    the field it most likely meant: `spec.concurrencypolicy: unknown field
+    "concurrencypolicy" (did you mean "concurrencyPolicy"?)`. `workflowSpec` is not looked
+    into (its type is Argo's Workflow spec, a schema of its own)."""
+    found: list[FieldProblem] = []
+    for location, part in _parts(model, ()):
+        known = type(part).known_extras
+        for key in part.model_extra or {}:
+            if key in known:
+                continue
+            choices = [*_aliases(type(part)), *sorted(known)]
+            found.append(
+                FieldProblem(
+                    format_field_path((*location, key)),
+                    f"unknown field {json.dumps(key)}{did_you_mean(key, choices)}",
+                )
+            )
+    return tuple(found)
+
+
+def _parts(
+    model: _ArgoModel, location: tuple[int | str, ...]
+) -> Iterator[tuple[tuple[int | str, ...], _ArgoModel]]:
+    """`model` and every model nested in it (lists of models included), with their paths."""
+    yield location, model
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        where = (*location, field.alias or name)
+        if isinstance(value, _ArgoModel):
+            yield from _parts(value, where)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, _ArgoModel):
+                    yield from _parts(item, (*where, index))
+
+
+def _aliases(model_class: type[_ArgoModel]) -> list[str]:
+    return [field.alias or name for name, field in model_class.model_fields.items()]
+
+
+def _forget_shadowed_fields(model: _ArgoModel) -> None:
+    # pydantic counts an extra (`concurrency_policy:`, read by alias only) as setting the field
+    # of that Python name, and would then dump the field too (`concurrencyPolicy: null`).
+    shadowed = set(model.model_extra or ()) & set(type(model).model_fields)
+    model.model_fields_set.difference_update(shadowed)
+
+
+def _object_meta_problems(document: Mapping[str, Any]) -> list[FieldProblem]:
+    """What the API server refuses in the names, labels and annotations of `document`, with
+    its messages. Values of the wrong type are left to the model, which says what they are."""
+    problems: list[FieldProblem] = []
+    metadata = document.get("metadata")
+    if isinstance(metadata, Mapping):
+        name = metadata.get("name")
+        if isinstance(name, str) and name:
+            problems.extend(
+                FieldProblem("metadata.name", invalid_value(name, problem))
+                for problem in dns1123_subdomain_problems(name)
+            )
+        namespace = metadata.get("namespace")
+        if isinstance(namespace, str) and namespace:
+            problems.extend(
+                FieldProblem("metadata.namespace", invalid_value(namespace, problem))
+                for problem in dns1123_label_problems(namespace)
+            )
+        problems.extend(_labels_and_annotations(metadata, "metadata"))
+    spec = document.get("spec")
+    if isinstance(spec, Mapping):
+        workflow_metadata = spec.get("workflowMetadata")
+        if isinstance(workflow_metadata, Mapping):
+            problems.extend(_labels_and_annotations(workflow_metadata, "spec.workflowMetadata"))
+    return problems
+
+
+def _labels_and_annotations(metadata: Mapping[str, Any], path: str) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    labels = _strings(metadata.get("labels"))
+    problems.extend(FieldProblem(f"{path}.labels", p) for p in label_problems(labels))
+    annotations = _strings(metadata.get("annotations"))
+    problems.extend(
+        FieldProblem(f"{path}.annotations", p) for p in annotation_problems(annotations)
+    )
+    return problems
+
+
+def _strings(value: object) -> dict[str, str]:
+    """The string keys and values of a mapping (the model reports the others)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def format_field_path(location: Sequence[int | str]) -> str:

@@ -209,8 +209,9 @@ def test_a_cron_workflow_failing_validation_is_still_defined(folder: Path) -> No
 def test_the_same_cron_workflow_in_two_files_keeps_the_first_and_reports_the_second(
     folder: Path,
 ) -> None:
-    """Files are taken in path order; a later definition of the same ``namespace/name`` is
-    ignored and reported against the file that holds it."""
+    """On a fresh start files are taken in path order; a later definition of the same
+    ``namespace/name`` is ignored and reported against the file that holds it, naming both
+    places."""
     source = FileSource([folder])
     first = write(folder / "a.yaml", manifest("alpha", schedule="0 1 * * *"))
     second = write(folder / "b.yaml", manifest("alpha", schedule="0 2 * * *"))
@@ -222,10 +223,79 @@ def test_the_same_cron_workflow_in_two_files_keeps_the_first_and_reports_the_sec
         FileProblem(
             str(second),
             (
-                f"default/alpha is also defined in {first}: the first definition is used; "
-                "each namespace/name must be unique",
+                f"{second} (document 1) default/alpha: CronWorkflow default/alpha is already "
+                f"defined in {first} (document 1); each namespace/name must be defined once "
+                "(the definition in use keeps running, this one is ignored)",
             ),
         ),
+    )
+    assert snapshot.error_counts() == {"listing": 0, "file": 1}
+
+
+def test_a_new_file_cannot_take_over_a_running_cron_workflow(folder: Path) -> None:
+    """A file added later, even one sorting first, never replaces (or stops) the definition
+    in use: whoever can add a file must not be able to take over another's CronWorkflow."""
+    source = FileSource([folder])
+    running = write(folder / "m.yaml", manifest("alpha", schedule="0 1 * * *"))
+    assert schedules(source.poll()) == {"default/alpha": ("0 1 * * *",)}
+
+    newcomer = write(folder / "a.yaml", manifest("alpha", schedule="0 2 * * *"))
+    snapshot = source.poll()
+
+    assert schedules(snapshot) == {"default/alpha": ("0 1 * * *",)}
+    assert [problem.file for problem in snapshot.problems] == [str(newcomer)]
+    assert f"already defined in {running} (document 1)" in snapshot.problems[0].messages[0]
+
+    write(running, manifest("alpha", schedule="0 3 * * *"))  # its owner may still change it
+    assert schedules(source.poll()) == {"default/alpha": ("0 3 * * *",)}
+
+
+def test_when_the_definition_in_use_goes_away_the_other_takes_its_place(folder: Path) -> None:
+    source = FileSource([folder])
+    running = write(folder / "m.yaml", manifest("alpha", schedule="0 1 * * *"))
+    source.poll()
+    write(folder / "a.yaml", manifest("alpha", schedule="0 2 * * *"))
+    source.poll()
+
+    running.unlink()
+    snapshot = source.poll()
+
+    assert schedules(snapshot) == {"default/alpha": ("0 2 * * *",)}
+    assert snapshot.problems == ()
+
+
+def test_a_duplicate_across_files_is_logged_once(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = FileSource([folder])
+    write(folder / "a.yaml", manifest("alpha"))
+    write(folder / "b.yaml", manifest("alpha"))
+    caplog.set_level(logging.ERROR, logger="scheduler.files")
+
+    source.poll()
+    write(folder / "c.yaml", manifest("beta"))  # another change: a new snapshot
+    source.poll()
+
+    duplicates = [r for r in caplog.records if "already defined" in r.getMessage()]
+    assert len(duplicates) == 1
+
+
+def test_a_definition_added_before_the_one_in_use_in_its_file_changes_nothing(
+    folder: Path,
+) -> None:
+    """Within a file as across files the definition in use keeps running: the file with a
+    duplicate is a problem, and keeps what it defined before."""
+    source = FileSource([folder])
+    path = write(folder / "a.yaml", manifest("alpha", schedule="0 1 * * *"))
+    source.poll()
+
+    write(path, manifest("alpha", schedule="0 2 * * *") + "---\n" + path.read_text())
+    snapshot = source.poll()
+
+    assert schedules(snapshot) == {"default/alpha": ("0 1 * * *",)}
+    assert snapshot.problems[0].messages == (
+        f"{path} (document 2) default/alpha: CronWorkflow default/alpha is already defined in "
+        f"{path} (document 1); each namespace/name must be defined once",
     )
 
 
@@ -671,3 +741,66 @@ def test_real_permission_errors_change_nothing_and_clear_when_fixed() -> None:
         "CronWorkflows it defined keep running unchanged until it can be read again",
     ]
     assert after == {**before, "alpha": ["0 1 * * *"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace"),
+    [
+        ('"{x}"', "default"),
+        ('"a\\0b"', "default"),
+        ('"../x"', "default"),
+        ('"$(touch /tmp/cronwf-pwned)"', "default"),
+        ("a" * 300, "default"),
+        ("alpha", '"../../etc"'),
+        ("alpha", '"/abs"'),
+        ("alpha", "n" * 300),
+    ],
+    ids=["braces", "nul", "dot-dot", "command", "long-name", "dot-dot-ns", "abs-ns", "long-ns"],
+)
+def test_a_cron_workflow_with_a_name_kubernetes_refuses_never_enters_the_catalog(
+    folder: Path, name: str, namespace: str
+) -> None:
+    """Pins issue 12: a brace in a name made the Redis history raise while the service
+    synced, so ``serve`` could not start; a namespace like ``../x`` wrote run logs outside
+    the state folder. Such a document is now an error of its file and document, and the
+    file's other CronWorkflows load."""
+    source = FileSource([folder])
+    path = write(folder / "a.yaml", manifest(name, namespace=namespace) + "---\n" + manifest("ok"))
+
+    snapshot = source.poll()
+
+    assert list(snapshot.cron_workflows) == ["default/ok"]
+    (problem,) = snapshot.problems
+    assert problem.file == str(path)
+    (message,) = {m.split(": Invalid value: ")[0] for m in problem.messages}
+    field = "name" if namespace == "default" else "namespace"
+    assert message == f"{path} (document 1): metadata.{field}"
+
+
+def test_unknown_fields_are_logged_once_per_change_and_the_cron_workflow_runs(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Argo's controller ignores unknown fields, and so does ``serve``, with a warning naming
+    the file, the document, the CronWorkflow and the field."""
+    caplog.set_level(logging.WARNING, logger="scheduler.files")
+    source = FileSource([folder])
+    typo = manifest("alpha").replace("  schedules:", "  concurrencypolicy: Forbid\n  schedules:")
+    path = write(folder / "a.yaml", manifest("beta") + "---\n" + typo)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    assert "default/alpha" in source.poll().cron_workflows
+    assert warnings() == [
+        f"manifest field ignored: {path} (document 2) default/alpha: spec.concurrencypolicy: "
+        'unknown field "concurrencypolicy" (did you mean "concurrencyPolicy"?); Argo\'s '
+        "controller ignores it too, and cronwf lint reports it"
+    ]
+
+    write(path, manifest("beta", schedule="0 1 * * *") + "---\n" + typo)  # beta changes only
+    source.poll()
+    assert len(warnings()) == 1
+
+    write(path, manifest("beta", schedule="0 1 * * *") + "---\n" + typo.replace("*/5", "*/7"))
+    source.poll()
+    assert len(warnings()) == 2

@@ -795,3 +795,56 @@ def test_a_scalar_that_cannot_be_read_as_its_tag_is_a_yaml_error(value: str, pro
     (message,) = error.messages
     assert message.startswith(f"invalid YAML at line 3, column 7: {problem}")
     assert message.endswith("; documents after this point were not read")
+
+
+def test_a_list_item_names_its_unknown_fields_and_its_invalid_name_by_item_path() -> None:
+    item = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": "listed"},
+        "spec": {"schedules": ["@daily"], "workflowSpec": {"entrypoint": "x"}, "suspended": True},
+    }
+    bad_name = {**item, "metadata": {"name": "{listed}"}}
+    document = {"apiVersion": "v1", "kind": "List", "items": [item, bad_name]}
+
+    result = load_document(document, Source("list.yaml", 1))
+
+    (loaded,) = result.cron_workflows
+    assert loaded.unknown_fields == (
+        'items[0].spec.suspended: unknown field "suspended" (did you mean "suspend"?)',
+    )
+    error = only_error(result)
+    assert error.key is None
+    assert error.messages[0].startswith('items[1].metadata.name: Invalid value: "{listed}": ')
+
+
+def test_the_same_cron_workflow_twice_in_a_list_is_an_error_of_the_second() -> None:
+    item = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": "listed"},
+        "spec": {"schedules": ["@daily"], "workflowSpec": {"entrypoint": "x"}},
+    }
+    document = {"apiVersion": "v1", "kind": "List", "items": [item, item]}
+
+    result = load_document(document, Source("list.yaml", 1)).rejecting_duplicates()
+
+    assert len(result.cron_workflows) == 1
+    assert only_error(result).messages == (
+        "CronWorkflow default/listed is already defined in list.yaml (document 1); each "
+        "namespace/name must be defined once",
+    )
+
+
+def test_load_paths_rejects_duplicates_across_files_and_reads_a_file_named_twice_once(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "a.yaml"
+    first.write_text(CRON_WORKFLOW.format(name="x"))
+    (tmp_path / "b.yaml").write_text(CRON_WORKFLOW.format(name="x"))
+
+    result = load_paths([first, tmp_path, first])
+
+    assert [item.source.file for item in result.entries] == [str(first), str(tmp_path / "b.yaml")]
+    assert [c.source.file for c in result.cron_workflows] == [str(first)]
+    assert only_error(result).key == "default/x"

@@ -18,6 +18,7 @@ from scheduler.model import (
     FieldProblem,
     format_field_path,
     parse_cron_workflow,
+    unknown_fields,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -95,6 +96,72 @@ def test_unknown_fields_are_kept_at_every_level() -> None:
     assert dumped["metadata"]["managedFields"] == [{"manager": "kubectl"}]
     assert dumped["spec"]["workflowMetadata"]["generateName"] == "ignored-"
     assert dumped["status"]["newCounter"] == 4
+
+
+def test_unknown_fields_are_listed_at_every_level_the_model_knows() -> None:
+    document = minimal(
+        futureField={"enabled": True}, stopStrategy={"expression": "false", "expresion": "x"}
+    )
+    document["kind2"] = "x"
+    document["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    document["metadata"]["nmae"] = "typo"
+    document["spec"]["workflowMetadata"] = {"generateName": "known-", "lables": {}}
+    document["status"] = {
+        "newCounter": 4,
+        "active": [{"name": "w", "fieldPath": "known", "uuid": "x"}],
+        "conditions": [{"type": "SpecError", "reason": "x"}],
+    }
+    document["spec"]["workflowSpec"]["notChecked"] = True  # workflowSpec has its own checker
+
+    problems = [str(problem) for problem in unknown_fields(parse_cron_workflow(document))]
+
+    assert problems == [
+        'kind2: unknown field "kind2" (did you mean "kind"?)',
+        'metadata.nmae: unknown field "nmae" (did you mean "name"?)',
+        'spec.futureField: unknown field "futureField"',
+        'spec.workflowMetadata.lables: unknown field "lables" (did you mean "labels"?)',
+        'spec.stopStrategy.expresion: unknown field "expresion" (did you mean "expression"?)',
+        'status.newCounter: unknown field "newCounter"',
+        'status.active[0].uuid: unknown field "uuid" (did you mean "uid"?)',
+        'status.conditions[0].reason: unknown field "reason"',
+    ]
+
+
+def test_an_argo_document_read_from_a_cluster_has_no_unknown_field() -> None:
+    model = parse_cron_workflow(read_yaml(DATA / "argo" / "from-cluster.yaml"))
+
+    assert unknown_fields(model) == ()
+
+
+def test_a_python_field_name_in_a_document_is_an_unknown_field_and_dumps_back_unchanged() -> None:
+    """Documents are read by Argo's names only: `concurrency_policy` is ignored as Argo's
+    controller ignores it, and kept as it was written."""
+    document = minimal(concurrency_policy="Forbid", starting_deadline_seconds=30)
+    original = copy.deepcopy(document)
+
+    model = parse_cron_workflow(document)
+
+    assert model.spec.concurrency_policy is None
+    assert model.spec.starting_deadline_seconds is None
+    assert [problem.path for problem in unknown_fields(model)] == [
+        "spec.concurrency_policy",
+        "spec.starting_deadline_seconds",
+    ]
+    assert model.to_document() == original
+
+
+def test_names_kubernetes_refuses_are_problems_beside_the_type_errors() -> None:
+    document = minimal(schedules="0 6 * * *")
+    document["metadata"] = {"name": "Bad_Name", "namespace": "ok", "labels": {"k": "v v"}}
+
+    problems = problems_of(document)
+
+    assert [problem.split(":")[0] for problem in problems] == [
+        "metadata.name",
+        "metadata.labels",
+        "spec.schedules",
+    ]
+    assert problems[0].startswith('metadata.name: Invalid value: "Bad_Name": a lowercase RFC')
 
 
 def test_schedules_given_as_a_string_is_rejected_with_the_field_path() -> None:
