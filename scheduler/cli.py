@@ -283,7 +283,7 @@ def _lint_report(
         "cronWorkflow": entry.key,
         "valid": not errors,
         "errors": errors,
-        "warnings": ([] if strict else unknown) + list(validation.warnings),
+        "warnings": ([] if strict else unknown) + list(entry.warnings) + list(validation.warnings),
     }
 
 

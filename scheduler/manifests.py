@@ -18,6 +18,10 @@ Loading is deliberately close to what `kubectl apply` would accept:
   hostile name never reaches a Redis key, a path or a command.
 - A field neither Argo nor Kubernetes defines is kept, and listed on the CronWorkflow
   (`unknown_fields`, with a "did you mean"): `lint` refuses it by default, `serve` warns.
+- `spec.workflowSpec` is checked against the types of Argo's Workflow
+  (`scheduler.workflow_schema`): a wrong type or a missing required field is an error of the
+  document, as the API server with Argo's full CRD refuses it; unknown fields join
+  `unknown_fields`, fields a recent Argo removed are `warnings`.
 - A `namespace/name` defined twice is an error of the second definition, naming the first;
   `load_paths` checks across every file it reads, `ManifestSet.rejecting_duplicates` does it
   for any set (the file-watching catalog uses it per file, and has its own rule across files).
@@ -60,6 +64,7 @@ from scheduler.model import (
     unknown_fields,
 )
 from scheduler.naming import dns1123_label_problems, dns1123_subdomain_problems
+from scheduler.workflow_schema import check_workflow_spec
 
 __all__ = [
     "ListingFailure",
@@ -111,6 +116,9 @@ class LoadedCronWorkflow:
     path (`spec.concurrencypolicy: unknown field ...`), outer levels first. Argo's controller
     ignores such fields and so does the scheduler; `argo cron lint` refuses them (its
     `--strict`), and so does `cronwf lint` unless told `--strict=false`."""
+    warnings: tuple[str, ...] = ()
+    """What works but should change, each starting with its path: the `workflowSpec` fields a
+    recent Argo no longer has (`spec.workflowSpec.synchronization.mutex ...`)."""
 
     @property
     def key(self) -> str:
@@ -734,7 +742,15 @@ def _load_object(document: object, source: Source, prefix: str) -> list[Manifest
     except CronWorkflowModelError as problems:
         return error(*(f"{prefix}{problem}" for problem in problems.problems))
     unknown = tuple(f"{prefix}{problem}" for problem in unknown_fields(model))
-    return [LoadedCronWorkflow(source, model, model.to_spec(), unknown)]
+    warnings: tuple[str, ...] = ()
+    workflow_spec = model.spec.workflow_spec
+    if workflow_spec is not None:  # a missing one is a validation error, in Argo's words
+        report = check_workflow_spec(workflow_spec, f"{prefix}spec.workflowSpec")
+        if report.errors:
+            return error(*report.errors)
+        unknown += report.unknown
+        warnings = report.deprecated
+    return [LoadedCronWorkflow(source, model, model.to_spec(), unknown, warnings)]
 
 
 def _load_list(document: Mapping[str, Any], source: Source, prefix: str) -> list[ManifestItem]:

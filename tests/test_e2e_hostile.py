@@ -100,7 +100,7 @@ def alias_bomb(levels: int, tag: str) -> str:
         "apiVersion: argoproj.io/v1alpha1\nkind: CronWorkflow\n"
         f"metadata: {{name: bomb, namespace: {NAMESPACE}, labels: {{tag: {tag}}}}}\n"
         "spec:\n  schedules: ['@every 1s']\n  workflowSpec:\n    entrypoint: main\n"
-        "    templates: [{name: main, container: {image: alpine, command: [true]}}]\n"
+        "    templates: [{name: main, container: {image: alpine, command: ['true']}}]\n"
         f"    podMetadata:\n      annotations: {{}}\n    unused:\n{anchors}\n"
     )
 

@@ -39,7 +39,7 @@ def manifest(name: str, schedule: str = "*/5 * * * *", namespace: str = "default
             entrypoint: main
             templates:
               - name: main
-                container: {{image: alpine:3.20, command: [sh, -c], args: [true]}}
+                container: {{image: alpine:3.20, command: [sh, -c], args: ["true"]}}
         """
     )
 
