@@ -27,6 +27,7 @@ import datetime
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from policies.expressions import (
     CompiledExpression,
@@ -197,10 +198,16 @@ def _warnings(spec: CronWorkflowSpec, now: datetime.datetime | None) -> tuple[st
             "spec.schedule is deprecated (removed in Argo Workflows v4, which ignores it): "
             f"write schedules: [{json.dumps(spec.deprecated_schedule)}]"
         )
-    warnings.extend(_expression_warnings(spec))
+    compiled = _compiled(spec)
+    warnings.extend(_expression_warnings(spec, compiled))
     if now is not None:
         warnings.extend(_never_fires_warnings(spec, now))
-        warnings.extend(_dst_warnings(spec, now))
+        guarded = any(
+            "lastScheduledTime" in expression.variables
+            for field, _, expression in compiled
+            if field == "spec.when"
+        )
+        warnings.extend(_dst_warnings(spec, now, guarded))
     return tuple(warnings)
 
 
@@ -227,9 +234,11 @@ def _compiled(spec: CronWorkflowSpec) -> list[tuple[str, str, CompiledExpression
     return found
 
 
-def _expression_warnings(spec: CronWorkflowSpec) -> list[str]:
+def _expression_warnings(
+    spec: CronWorkflowSpec, expressions: list[tuple[str, str, CompiledExpression]]
+) -> list[str]:
     warnings: list[str] = []
-    for field, context, compiled in _compiled(spec):
+    for field, context, compiled in expressions:
         for finding in lint(compiled, context, spec.labels, spec.annotations):
             warnings.append(
                 f"{field}: {finding.problem}; {_consequence(finding, context)}. {finding.instead}"
@@ -266,16 +275,14 @@ _DST_WINDOW = datetime.timedelta(days=365)
 _LISTED = 3
 
 
-def _dst_warnings(spec: CronWorkflowSpec, now: datetime.datetime) -> list[str]:
+def _dst_warnings(spec: CronWorkflowSpec, now: datetime.datetime, guarded: bool) -> list[str]:
+    """`guarded`: the `when` reads lastScheduledTime, so it can tell a second run from the first."""
     if not spec.timezone:
         return []
     expressions = spec.effective_schedules
     day = now.astimezone(datetime.UTC).date()
     start = int(now.timestamp())
     end = int((now + _DST_WINDOW).timestamp())
-    guarded = any(
-        "lastScheduledTime" in c.variables for f, _, c in _compiled(spec) if f == "spec.when"
-    )
     field = "spec.schedules" if spec.schedules else "spec.schedule"
     warnings: list[str] = []
     for index, expression in enumerate(expressions):
@@ -293,10 +300,10 @@ def _dst_warnings(spec: CronWorkflowSpec, now: datetime.datetime) -> list[str]:
             others = [e for j, e in enumerate(expressions) if j != index]
             gaps = [c for c in gaps if not _caught_up_that_day(c, others, spec.timezone)]
         if gaps:
-            warnings.append(_gap_warning(subject, expression, gaps))
+            warnings.append(_gap_warning(subject, expression, tuple(gaps)))
         repeats = [c for c in changes if not c.skipped]
         if repeats and not guarded:
-            warnings.append(_repeat_warning(subject, expression, repeats))
+            warnings.append(_repeat_warning(subject, expression, tuple(repeats)))
     return warnings
 
 
@@ -312,7 +319,9 @@ def _caught_up_that_day(gap: ClockChange, others: list[str], timezone: str) -> b
     return datetime.datetime.fromtimestamp(following, schedule.tz).date() == gap.start.date()
 
 
-def _gap_warning(subject: str, expression: str, gaps: list[ClockChange]) -> str:
+# Cached: a fleet sharing a schedule and a zone gets the same message, built once.
+@lru_cache(maxsize=4096)
+def _gap_warning(subject: str, expression: str, gaps: tuple[ClockChange, ...]) -> str:
     parts = [
         f"{times} {'do' if plural else 'does'} not exist on {dates} "
         f"(clocks go from {start} to {end})"
@@ -333,7 +342,8 @@ def _gap_warning(subject: str, expression: str, gaps: list[ClockChange]) -> str:
     )
 
 
-def _repeat_warning(subject: str, expression: str, repeats: list[ClockChange]) -> str:
+@lru_cache(maxsize=4096)
+def _repeat_warning(subject: str, expression: str, repeats: tuple[ClockChange, ...]) -> str:
     parts = [
         f"{times} {'occur' if plural else 'occurs'} twice on {dates} "
         f"(clocks go back from {end} to {start})"
@@ -349,7 +359,7 @@ def _repeat_warning(subject: str, expression: str, repeats: list[ClockChange]) -
     )
 
 
-def _by_span(changes: list[ClockChange]) -> dict[tuple[str, str, str, bool], str]:
+def _by_span(changes: tuple[ClockChange, ...]) -> dict[tuple[str, str, str, bool], str]:
     """The changes grouped by wall-clock span and the times named in it, with their dates."""
     grouped: dict[tuple[str, str, str, bool], list[str]] = {}
     for change in changes:
