@@ -15,6 +15,7 @@ from policies.expressions import (
     ExpressionError,
     FindingKind,
     Variables,
+    _shown,
     compile_stop,
     compile_when,
     lint,
@@ -24,7 +25,7 @@ PROPERTIES = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=300,
+    max_examples=200,
     suppress_health_check=[HealthCheck.too_slow],
 )
 NOW = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
@@ -102,6 +103,13 @@ def test_the_lint_never_raises_is_quick_and_finds_every_failure_it_is_for(
     findings = lint(compiled, context, labels, {})
     assert time.perf_counter() - started < QUICKLY
 
+    for finding in findings:
+        # What a finding tells people to write is itself an expression that compiles.
+        for marker in ("Guard it: ", ", e.g. "):
+            if marker in finding.instead and "..." not in finding.instead:
+                suggested = finding.instead.split(marker, 1)[1]
+                compile_stop(suggested)
+
     try:
         compiled.evaluate(variables(labels, last, failed), NOW)
     except ExpressionError as error:
@@ -145,3 +153,21 @@ def test_an_expression_at_the_length_limit_is_linted_quickly() -> None:
     assert findings == ()
     assert elapsed < QUICKLY
     assert len(parts) > 100
+
+
+@PROPERTIES
+@given(source=booleans | numbers.map(lambda n: f"{n} > 0"))
+def test_messages_spell_a_part_of_the_tree_as_the_expression_that_parses_back_to_it(
+    source: str,
+) -> None:
+    """Findings quote parts of the expression and build guards around them from the tree:
+    the spelling must mean what the tree means (same operators, same grouping)."""
+    try:
+        compiled = compile_stop(source)
+    except ExpressionError:
+        return
+    spelled = _shown(compiled._tree)  # the private spelling, tested directly
+    if spelled.endswith("..."):
+        return  # shortened for a message
+
+    assert compile_stop(spelled).python == compiled.python
