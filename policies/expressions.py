@@ -46,6 +46,15 @@ Deliberate choices where DESIGN.md is silent:
 * List literals (``["a", "b"]``) exist for ``in``; maps cannot be written.
 * ``cronworkflow.annotations`` holds the annotations (Argo binds the labels there by mistake).
 
+What compiles may still be certain to fail whenever it runs: ``now() -
+cronworkflow.lastScheduledTime`` with no nil guard (it fails on every tick before the first run,
+so the first run never comes), a label the manifest does not have, a constant that overflows.
+:func:`lint` finds these in the compiled tree, without evaluating anything that depends on the
+variables, in one pass over the tree, and says what to write instead; ``cronwf lint`` prints its
+findings as warnings. It recognises the guards people write (``x == nil || ...``, ``x != nil &&
+...``, the two ternaries, ``"k" in m && ...``; the dialect has no ``??``); a guard it cannot see
+through (``cronworkflow.succeeded > 0 && ...``) still gets the warning, with a guard that works.
+
 Evaluation reuses one simpleeval evaluator per thread (building one costs more than most
 evaluations) and costs a few microseconds; compilation is cached per source text.
 """
@@ -76,9 +85,12 @@ __all__ = [
     "MAX_STRING_LENGTH",
     "CompiledExpression",
     "ExpressionError",
+    "Finding",
+    "FindingKind",
     "Variables",
     "compile_stop",
     "compile_when",
+    "lint",
 ]
 
 MAX_SOURCE_LENGTH: Final = 10_000
@@ -561,17 +573,25 @@ def _evaluator() -> _Evaluator:
 class CompiledExpression:
     """A parsed, translated and type-checked expression, ready to evaluate many times.
 
-    ``source`` is the text as written; ``python`` is the translation that runs.
-    Immutable and shared: :func:`compile_when` and :func:`compile_stop` return one object per
-    distinct source.
+    ``source`` is the text as written; ``python`` is the translation that runs; ``variables``
+    the ``cronworkflow.*`` variables it reads. Immutable and shared: :func:`compile_when` and
+    :func:`compile_stop` return one object per distinct source.
     """
 
-    __slots__ = ("_tree", "python", "source")
+    __slots__ = ("_tree", "python", "source", "variables")
 
     def __init__(self, source: str, tree: ast.expr) -> None:
         self.source = source
         self.python = ast.unparse(tree)
         self._tree = tree
+        self.variables: frozenset[str] = frozenset(
+            node.slice.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and isinstance(node.slice, ast.Constant)
+            and type(node.slice.value) is str
+        )
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r})"
@@ -1367,3 +1387,474 @@ class _Parser:
         function = ast.Attribute(value=receiver.node, attr=name, ctx=ast.Load())
         node = ast.Call(func=function, args=[], keywords=[])
         return self.make(node, _Kind.NUMBER, member, receiver)
+
+
+# --------------------------------------------------------------------------------------------
+# Lint: parts of an expression that are certain to fail when they are evaluated.
+#
+# One walk of the tree the parser built, each node visited once. Going down, it carries what
+# is known on the path to the node (the guards of DESIGN §8: `x == nil || ...`, `x != nil &&
+# ...`, `"k" in m && ...`, and the branches of `?:`); coming up, it returns what a boolean
+# node's truth or falsehood proves (`_Facts`) and the value of a constant number. Nothing that
+# depends on the variables is ever evaluated: constants are folded with the evaluator's own
+# operators, so the lint and the run agree on what overflows. What a node proves travels up
+# at most MAX_DEPTH levels, so the cost stays linear in the size of the expression.
+
+
+class FindingKind(enum.Enum):
+    """What :func:`lint` found; the value is how a person would name it."""
+
+    NIL = "an unguarded nil"
+    MISSING_KEY = "a missing label or annotation"
+    CONSTANT = "a constant that always fails"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A part of an expression that fails whenever it is evaluated.
+
+    ``problem`` says which part and why it fails; ``instead`` (a sentence) what to write
+    instead. Neither
+    names the field: the caller knows where the expression came from.
+    """
+
+    kind: FindingKind
+    problem: str
+    instead: str
+    until_first_run: bool = False
+    """It fails until the first Workflow is spawned, which it prevents: so forever."""
+
+
+_LAST_SCHEDULED_TIME: Final = "cronworkflow.lastScheduledTime"
+_NOT_NIL: Final = ("not nil", "lastScheduledTime")
+_MAPS: Final = {"labels": "metadata.labels", "annotations": "metadata.annotations"}
+_SHOWN_LENGTH: Final = 120
+
+_Atom = tuple[str, str]  # (_NOT_NIL) or ("labels" | "annotations", key): the key is present
+
+
+class _Facts(NamedTuple):
+    """What a node proves when it is true and when it is false, whether it may be nil, and
+    its value when it is a constant number."""
+
+    true: frozenset[_Atom] = frozenset()
+    false: frozenset[_Atom] = frozenset()
+    nilable: str | None = None  # what may be nil: the variable, or a literal nil
+    number: int | float | None = None
+
+
+_NOTHING: Final = _Facts()
+
+
+@dataclass(frozen=True)
+class _KeyRead:
+    """A read of ``cronworkflow.<map>.<key>`` that no guard protects."""
+
+    owner: str
+    key: str
+    read: str
+    condition: str
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """What a compiled expression is certain to do, apart from the labels it is given."""
+
+    findings: tuple[Finding, ...]
+    key_reads: tuple[_KeyRead, ...]
+
+
+def lint(
+    compiled: CompiledExpression,
+    context: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+) -> tuple[Finding, ...]:
+    """The parts of ``compiled`` certain to fail when evaluated, with what to write instead.
+
+    ``context`` is ``"when"`` or ``"stop"`` (the suggested nil guard differs: a ``when`` should
+    run the first time, a stop expression should not stop). ``labels`` and ``annotations`` are
+    the manifest's: a constant key that is not among them fails at every evaluation.
+    The analysis of one source is cached; checking the keys costs a lookup each.
+    """
+    analysis = _analyze(compiled, context)
+    findings = list(analysis.findings)
+    maps = {"labels": labels, "annotations": annotations}
+    for read in analysis.key_reads:
+        mapping = maps[read.owner]
+        if read.key not in mapping:
+            findings.append(_missing_key_finding(read, mapping))
+    return tuple(findings)
+
+
+@lru_cache(maxsize=4096)
+def _analyze(compiled: CompiledExpression, context: str) -> _Analysis:
+    walker = _Lint(context)
+    walker.visit(compiled._tree, compiled._tree)
+    return _Analysis(tuple(walker.findings()), tuple(walker.key_reads.values()))
+
+
+def _missing_key_finding(read: _KeyRead, mapping: Mapping[str, str]) -> Finding:
+    keys = sorted(mapping)
+    if keys:
+        listed = ", ".join(json.dumps(k) for k in keys[:5])
+        present = f"it has {listed}{' and more' if len(keys) > 5 else ''}"
+    else:
+        present = "it has none"
+    quoted = json.dumps(read.key)
+    owner = _MAPS[read.owner]
+    return Finding(
+        FindingKind.MISSING_KEY,
+        f"{read.read} reads {quoted}, which {owner} does not have ({present}); reading a "
+        "missing key is an error at run time, not an empty string",
+        f"Add {quoted} to {owner}, or guard the read, e.g. "
+        f"{quoted} in cronworkflow.{read.owner} && {read.condition}",
+    )
+
+
+def _is_variable(node: ast.expr, name: str) -> bool:
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "cronworkflow"
+        and isinstance(node.slice, ast.Constant)
+        and node.slice.value == name
+    )
+
+
+def _is_nil(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def _numeric(value: object) -> int | float | None:
+    return value if _is_number(value) else None
+
+
+class _Lint:
+    """One walk over a tree; see the comment above :class:`FindingKind`."""
+
+    def __init__(self, context: str) -> None:
+        self.context = context
+        self.known: dict[_Atom, int] = {}  # a multiset: guards nest and overlap
+        self.nil_use: tuple[ast.expr, ast.expr, str] | None = None
+        self.key_reads: dict[tuple[str, str], _KeyRead] = {}
+        self.constants: dict[str, Finding] = {}
+
+    def findings(self) -> list[Finding]:
+        found: list[Finding] = []
+        if self.nil_use is not None:
+            found.append(self.nil_finding(*self.nil_use))
+        found.extend(list(self.constants.values())[:3])
+        return found
+
+    # What is known on the way down
+
+    def assume(self, atoms: frozenset[_Atom]) -> None:
+        for atom in atoms:
+            self.known[atom] = self.known.get(atom, 0) + 1
+
+    def retract(self, atoms: frozenset[_Atom]) -> None:
+        for atom in atoms:
+            count = self.known[atom] - 1
+            if count:
+                self.known[atom] = count
+            else:
+                del self.known[atom]
+
+    # The walk
+
+    def visit(self, node: ast.expr, condition: ast.expr) -> _Facts:
+        """``condition`` is the nearest enclosing operand of a boolean operator (or the whole
+        expression): the part a suggested guard goes in front of."""
+        if isinstance(node, ast.Constant):
+            nilable = "nil" if node.value is None else None
+            return _Facts(nilable=nilable, number=_numeric(node.value))
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node, condition)
+        if isinstance(node, ast.BoolOp):
+            return self.bool_op(node)
+        if isinstance(node, ast.IfExp):
+            return self.if_exp(node, condition)
+        if isinstance(node, ast.Compare):
+            return self.compare(node, condition)
+        if isinstance(node, ast.BinOp):
+            return self.bin_op(node, condition)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.visit(node.operand, condition)
+            if isinstance(node.op, ast.Not):
+                return _Facts(true=operand.false, false=operand.true)
+            if operand.number is None:
+                return _NOTHING
+            return _Facts(number=self.fold(node, operand.number, None))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            self.visit(node.func.value, condition)
+        elif isinstance(node, ast.List):
+            for element in node.elts:
+                self.visit(element, condition)
+        return _NOTHING
+
+    def subscript(self, node: ast.Subscript, condition: ast.expr) -> _Facts:
+        if isinstance(node.value, ast.Name):  # cronworkflow.<variable>
+            if _is_variable(node, "lastScheduledTime") and _NOT_NIL not in self.known:
+                return _Facts(nilable=_LAST_SCHEDULED_TIME)
+            return _NOTHING
+        self.visit(node.value, condition)
+        self.visit(node.slice, condition)
+        owner = next((name for name in _MAPS if _is_variable(node.value, name)), None)
+        key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+        if owner is not None and type(key) is str and (owner, key) not in self.known:
+            self.key_reads.setdefault(
+                (owner, key),
+                _KeyRead(owner, key, _shown(node), _shown(condition, _AND + 1)),
+            )
+        return _NOTHING
+
+    def bool_op(self, node: ast.BoolOp) -> _Facts:
+        # a && b: b runs only where a is true, so what a's truth proves guards b; || likewise
+        # with falsehood. The whole is true (for &&) when every operand is.
+        conjunction = isinstance(node.op, ast.And)
+        assumed: list[frozenset[_Atom]] = []
+        proved: list[frozenset[_Atom]] = []
+        both: list[frozenset[_Atom]] = []
+        for value in node.values:
+            facts = self.visit(value, value)
+            guard, other = (facts.true, facts.false) if conjunction else (facts.false, facts.true)
+            self.assume(guard)
+            assumed.append(guard)
+            proved.append(other)
+            both.append(guard)
+        for guard in assumed:
+            self.retract(guard)
+        every = frozenset().union(*both)
+        some = frozenset.intersection(*proved) if proved else frozenset()
+        return _Facts(true=every, false=some) if conjunction else _Facts(true=some, false=every)
+
+    def if_exp(self, node: ast.IfExp, condition: ast.expr) -> _Facts:
+        test = self.visit(node.test, node.test)
+        self.assume(test.true)
+        body = self.visit(node.body, condition)
+        self.retract(test.true)
+        self.assume(test.false)
+        orelse = self.visit(node.orelse, condition)
+        self.retract(test.false)
+        return _Facts(
+            true=(test.true | body.true) & (test.false | orelse.true),
+            false=(test.true | body.false) & (test.false | orelse.false),
+            nilable=body.nilable or orelse.nilable,
+        )
+
+    def compare(self, node: ast.Compare, condition: ast.expr) -> _Facts:
+        left_node, right_node = node.left, node.comparators[0]
+        left = self.visit(left_node, condition)
+        right = self.visit(right_node, condition)
+        op = node.ops[0]
+        if isinstance(op, ast.Eq | ast.NotEq):
+            # Equality never fails, with nil or anything else.
+            tested = (_is_variable(left_node, "lastScheduledTime") and _is_nil(right_node)) or (
+                _is_variable(right_node, "lastScheduledTime") and _is_nil(left_node)
+            )
+            if not tested:
+                return _NOTHING
+            atoms = frozenset({_NOT_NIL})
+            return _Facts(false=atoms) if isinstance(op, ast.Eq) else _Facts(true=atoms)
+        if isinstance(op, ast.In | ast.NotIn):
+            owner = next((name for name in _MAPS if _is_variable(right_node, name)), None)
+            key = left_node.value if isinstance(left_node, ast.Constant) else None
+            if owner is None or type(key) is not str:
+                return _NOTHING
+            atoms = frozenset({(owner, key)})
+            return _Facts(true=atoms) if isinstance(op, ast.In) else _Facts(false=atoms)
+        self.check_nil(node, condition, left, right)
+        return _NOTHING
+
+    def bin_op(self, node: ast.BinOp, condition: ast.expr) -> _Facts:
+        left = self.visit(node.left, condition)
+        right = self.visit(node.right, condition)
+        self.check_nil(node, condition, left, right)
+        if left.number is not None and right.number is not None:
+            return _Facts(number=self.fold(node, left.number, right.number))
+        if isinstance(node.op, ast.Div | ast.Mod) and right.number == 0:
+            shown = _shown(node)
+            divisor = (
+                "" if isinstance(node.right, ast.Constant) else f" ({_shown(node.right)} is 0)"
+            )
+            what = "divides" if isinstance(node.op, ast.Div) else "takes a remainder"
+            self.constants.setdefault(
+                shown,
+                Finding(
+                    FindingKind.CONSTANT,
+                    f"{shown} {what} by zero{divisor}, an error at run time",
+                    "Divide by a number other than 0",
+                ),
+            )
+        return _NOTHING
+
+    def check_nil(self, use: ast.expr, condition: ast.expr, *operands: _Facts) -> None:
+        if self.nil_use is not None:
+            return
+        for operand in operands:
+            if operand.nilable is not None:
+                self.nil_use = (use, condition, operand.nilable)
+                return
+
+    def fold(
+        self, node: ast.expr, left: int | float, right: int | float | None
+    ) -> int | float | None:
+        """The evaluator's own result for a constant node, or None (recorded) when it fails."""
+        try:
+            if isinstance(node, ast.UnaryOp):
+                result = _OPERATORS[type(node.op)](left)
+            else:
+                assert isinstance(node, ast.BinOp)
+                assert right is not None
+                result = _OPERATORS[type(node.op)](left, right)
+        except ExpressionError as error:
+            shown = _shown(node)
+            self.constants.setdefault(shown, self.constant_finding(node, shown, left, right, error))
+            return None
+        return _numeric(result)
+
+    @staticmethod
+    def constant_finding(
+        node: ast.expr,
+        shown: str,
+        left: int | float,
+        right: int | float | None,
+        error: ExpressionError,
+    ) -> Finding:
+        exact: int | float | None = None
+        if isinstance(node, ast.BinOp) and right is not None:
+            folded = f"{_literal(left)} {_SPELLING[type(node.op)][0]} {_literal(right)}"
+            exact_op = _EXACT.get(type(node.op))
+            if exact_op is not None and type(left) is int and type(right) is int:
+                exact = exact_op(left, right)
+        else:
+            folded = f"-{_literal(left)}"
+            exact = -left if type(left) is int else None
+        also = "" if folded == shown else f" (folded: {folded})"
+        if exact is not None and not _INT_MIN <= exact <= _INT_MAX:
+            return Finding(
+                FindingKind.CONSTANT,
+                f"{shown}{also} is {exact}, beyond the 64-bit integers expressions compute "
+                f"with ({_INT_MIN} to {_INT_MAX}): it fails with an integer overflow at run time",
+                "Use smaller numbers, or write a float (e.g. 1e19) where an approximate "
+                "value will do",
+            )
+        return Finding(
+            FindingKind.CONSTANT,
+            f"{shown}{also} always fails at run time: {error}",
+            "Compute the constant by hand and write its value",
+        )
+
+    def nil_finding(self, use: ast.expr, condition: ast.expr, source: str) -> Finding:
+        if source != _LAST_SCHEDULED_TIME:
+            return Finding(
+                FindingKind.NIL,
+                f"{_shown(use)} fails where a ?: gives nil: nil has no arithmetic and no order",
+                "Give that branch of the ?: a value of the other branch's type",
+            )
+        if self.context == "stop":
+            guard = f"{source} != nil && {_shown(condition, _AND + 1)}"
+        else:
+            guard = f"{source} == nil || {_shown(condition, _OR + 1)}"
+        return Finding(
+            FindingKind.NIL,
+            f"{_shown(use)} fails while {source} is nil, and it is nil until the first "
+            "Workflow is spawned",
+            f"Guard it: {guard}",
+            until_first_run=True,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Spelling a tree back in expr-lang, for messages.
+
+_OR: Final = 10
+_AND: Final = 15
+_ATOM: Final = 100
+_SPELLING: Final[dict[type, tuple[str, int]]] = {
+    ast.Or: ("||", _OR),
+    ast.And: ("&&", _AND),
+    ast.Eq: ("==", 20),
+    ast.NotEq: ("!=", 20),
+    ast.Lt: ("<", 20),
+    ast.LtE: ("<=", 20),
+    ast.Gt: (">", 20),
+    ast.GtE: (">=", 20),
+    ast.In: ("in", 20),
+    ast.NotIn: ("not in", 20),
+    ast.Add: ("+", 30),
+    ast.Sub: ("-", 30),
+    ast.Mult: ("*", 60),
+    ast.Div: ("/", 60),
+    ast.Mod: ("%", 60),
+}
+
+
+_EXACT: Final[dict[type, Callable[[int, int], int]]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+}
+
+
+def _literal(value: int | float) -> str:
+    return f"({value!r})" if value < 0 else repr(value)
+
+
+def _shown(node: ast.expr, minimum: int = 0) -> str:
+    """``node`` as expr-lang text, parenthesized if it binds looser than ``minimum``,
+    shortened for a message."""
+    text = _wrapped(node, minimum)
+    return text if len(text) <= _SHOWN_LENGTH else text[: _SHOWN_LENGTH - 3] + "..."
+
+
+def _wrapped(node: ast.expr, minimum: int) -> str:
+    text, precedence = _spelled(node)
+    return f"({text})" if precedence < minimum else text
+
+
+def _spelled(node: ast.expr) -> tuple[str, int]:
+    """expr-lang text for ``node`` and how tightly it binds (precedences of :data:`_BINARY`)."""
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if value is None or type(value) is bool:
+            return _render(value), _ATOM
+        if type(value) is str:
+            return json.dumps(value), _ATOM
+        return repr(value), _ATOM  # the parser's constants are never negative
+    if isinstance(node, ast.Subscript):
+        base = (
+            _wrapped(node.value, _ATOM) if not isinstance(node.value, ast.Name) else "cronworkflow"
+        )
+        key = node.slice
+        if isinstance(key, ast.Constant) and type(key.value) is str and key.value.isidentifier():
+            return f"{base}.{key.value}", _ATOM
+        return f"{base}[{_wrapped(key, 0)}]", _ATOM
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Attribute):
+            return f"{_wrapped(node.func.value, _ATOM)}.{node.func.attr}()", _ATOM
+        return "now()", _ATOM
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.Not):
+            return f"!{_wrapped(node.operand, _NOT_PRECEDENCE)}", _NOT_PRECEDENCE
+        sign = "-" if isinstance(node.op, ast.USub) else "+"
+        return f"{sign}{_wrapped(node.operand, _SIGN_PRECEDENCE + 1)}", _SIGN_PRECEDENCE
+    if isinstance(node, ast.BinOp):
+        symbol, precedence = _SPELLING[type(node.op)]
+        left = _wrapped(node.left, precedence)
+        return f"{left} {symbol} {_wrapped(node.right, precedence + 1)}", precedence
+    if isinstance(node, ast.Compare):
+        symbol, precedence = _SPELLING[type(node.ops[0])]
+        left = _wrapped(node.left, precedence)
+        return f"{left} {symbol} {_wrapped(node.comparators[0], precedence + 1)}", precedence
+    if isinstance(node, ast.BoolOp):
+        symbol, precedence = _SPELLING[type(node.op)]
+        parts = [_wrapped(value, precedence + 1) for value in node.values]
+        return f" {symbol} ".join(parts), precedence
+    if isinstance(node, ast.IfExp):
+        test = _wrapped(node.test, 1)
+        return f"{test} ? {_wrapped(node.body, 0)} : {_wrapped(node.orelse, 0)}", 0
+    if isinstance(node, ast.List):
+        return "[" + ", ".join(_wrapped(element, 0) for element in node.elts) + "]", _ATOM
+    return "...", _ATOM

@@ -40,7 +40,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from importlib import resources
 from threading import Lock
@@ -48,12 +48,14 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "SEARCH_YEARS",
+    "ClockChange",
     "CronExpression",
     "EveryExpression",
     "Expression",
     "Schedule",
     "ScheduleError",
     "TimezoneError",
+    "clock_changes",
     "load_timezone",
     "parse_expression",
 ]
@@ -442,6 +444,13 @@ class _Timeline:
             self._years[year] = (changes, offsets)
         return changes, offsets
 
+    def changes(self, start: int, end: int) -> list[int]:
+        """The instants in ``[start, end)`` at which the offset changes, ascending."""
+        found: list[int] = []
+        for year in range(_year_of(start), _year_of(end) + 1):
+            found.extend(ts for ts in self._year(year)[0] if start <= ts < end)
+        return found
+
     def segment(self, ts: int) -> tuple[int, int, int]:
         """``(start, end, offset)``: ``ts`` lies in ``[start, end)``, where the offset is fixed.
 
@@ -464,6 +473,9 @@ class _FixedTimeline(_Timeline):
 
     def segment(self, ts: int) -> tuple[int, int, int]:
         return -(2**62), 2**62, 0
+
+    def changes(self, start: int, end: int) -> list[int]:
+        return []
 
 
 @lru_cache(maxsize=1024)
@@ -742,3 +754,111 @@ class Schedule:
     def fires(self, t: datetime) -> bool:
         """Whether some instant falls within :data:`SEARCH_YEARS` years after ``t``."""
         return self.next_after(t) is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Clock changes: where a DST jump meets the local times an expression names.
+#
+# Lint warns about a daily 02:30 that a spring-forward night skips, or that a fall-back night
+# repeats. The cost must not depend on how often the expression fires (``* * * * *`` names
+# every minute of the year): so the work starts from the zone's offset changes in the window,
+# a few a year, and only the local minutes inside each gap or repeated span (an hour, rarely
+# two) are matched against the fields.
+
+_CLOCK_CHANGE_DAYS = 367
+_LISTED_TIMES = 3
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """A change of the zone's UTC offset, and the local times of one expression it meets.
+
+    ``before`` and ``after`` are the offsets in seconds east of UTC; ``at`` is the Unix time of
+    the change. When ``after > before`` the local times in ``[start, end)`` do not exist
+    (``skipped``): the expression does not fire at them. Otherwise they occur twice, once at
+    each offset, and the expression fires at both. ``times`` are the first few local times the
+    expression names in that span (naive wall-clock times), ``count`` how many there are.
+    """
+
+    at: int
+    before: int
+    after: int
+    times: tuple[datetime, ...]
+    count: int
+
+    @property
+    def skipped(self) -> bool:
+        return self.after > self.before
+
+    @property
+    def shift(self) -> int:
+        """By how many seconds the clocks move (always positive)."""
+        return abs(self.after - self.before)
+
+    @property
+    def start(self) -> datetime:
+        """The first wall-clock time of the gap or of the span that repeats."""
+        return _naive(self.at + min(self.before, self.after))
+
+    @property
+    def end(self) -> datetime:
+        """The wall-clock time just after the gap or the repeated span."""
+        return _naive(self.at + max(self.before, self.after))
+
+
+def _naive(local: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(seconds=local)
+
+
+@lru_cache(maxsize=8192)
+def clock_changes(expression: str, timezone: str, day: date) -> tuple[ClockChange, ...]:
+    """The offset changes of ``timezone`` from the start of ``day`` (UTC) for 367 days that
+    skip or repeat a local time ``expression`` names; raises like :func:`parse_expression` and
+    :func:`load_timezone`.
+
+    ``@every`` is epoch-aligned and names no local time, so it meets none. A change that the
+    expression rides through with its cadence intact is left out too: one that fires in every
+    hour, on minutes that the shift maps onto themselves (``0 * * * *`` across a one-hour
+    change, ``*/15 * * * *`` across Lord Howe's half hour), fires in real time exactly as it
+    would without the change. Cached by its arguments, so a fleet sharing a few schedules
+    computes each once a day; a zone's changes are found once per year (see :class:`_Timeline`).
+    """
+    parsed = parse_expression(expression)
+    zone = load_timezone(timezone)
+    if not isinstance(parsed, CronExpression):
+        return ()
+    timeline = _timeline(zone)
+    start = (day.toordinal() - _EPOCH_ORDINAL) * _DAY
+    found: list[ClockChange] = []
+    for at in timeline.changes(start, start + _CLOCK_CHANGE_DAYS * _DAY):
+        before, after = timeline.offset(at - 1), timeline.offset(at)
+        if _keeps_cadence(parsed, abs(after - before)):
+            continue
+        times, count = _named_between(parsed, at + min(before, after), at + max(before, after))
+        if count:
+            found.append(ClockChange(at, before, after, times, count))
+    return tuple(found)
+
+
+def _keeps_cadence(expr: CronExpression, shift: int) -> bool:
+    if len(expr.hours) != 24 or shift % _MINUTE:
+        return False
+    rotation = shift // _MINUTE % 60
+    minutes = frozenset(expr.minutes)
+    return all((minute + rotation) % 60 in minutes for minute in minutes)
+
+
+def _named_between(expr: CronExpression, start: int, end: int) -> tuple[tuple[datetime, ...], int]:
+    """The local minutes in ``[start, end)`` (local seconds) that ``expr`` names: the first
+    few and how many. A gap or a repeated span lasts an hour or two, so this loop is short
+    whatever the expression."""
+    minutes, hours = frozenset(expr.minutes), frozenset(expr.hours)
+    listed: list[datetime] = []
+    count = 0
+    for local in range(_ceil(start, _MINUTE), end, _MINUTE):
+        year, month, day, hour, minute = _split(local)
+        if minute in minutes and hour in hours and day in expr.days_in(year, month):
+            count += 1
+            if len(listed) < _LISTED_TIMES:
+                listed.append(datetime(year, month, day, hour, minute))
+    return tuple(listed), count
