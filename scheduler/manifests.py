@@ -777,9 +777,10 @@ def _size_problem(nodes: int, aliased: bool) -> str:
             f"the document expands to more than {MAX_DOCUMENT_NODES} nodes (mappings, "
             f"sequences, keys, values and items), the limit per document; {advice}"
         )
+    # Only aliases make the values longer than the document, which is within its own limit.
     return (
         f"the values of the document expand to more than {MAX_DOCUMENT_BYTES} bytes "
-        f"({_mib(MAX_DOCUMENT_BYTES)}), the limit per document; {advice}"
+        f"({_mib(MAX_DOCUMENT_BYTES)}), the limit per document; {_ALIAS_ADVICE}"
     )
 
 
@@ -795,10 +796,7 @@ def _child_nodes(node: Node) -> Iterator[Node]:
 def _depth_problem(node: Node, through_alias: bool, aliased: bool = True) -> str:
     mark = node.start_mark
     where = f"the {_node_kind(node)} at line {mark.line + 1}, column {mark.column + 1}"
-    if through_alias:
-        where = f"through an alias in {where}"
-    else:
-        where = f"at {where}"
+    where = f"through an alias in {where}" if through_alias else f"at {where}"
     advice = (
         "aliases expand: each `*name` nests the whole anchored subtree where it is used"
         if aliased
@@ -991,6 +989,11 @@ def _describe_yaml_error(error: yaml.YAMLError) -> str:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}"
         problem = error.problem or "invalid YAML"
+        if problem == "exceeded maximum nesting depth":  # libyaml's own bound, at 1,000 levels
+            problem += (
+                f" (a document may nest at most {MAX_DOCUMENT_DEPTH} levels of mappings and "
+                "sequences)"
+            )
         if error.context and error.context_mark is not None:
             context = error.context_mark
             problem = (
