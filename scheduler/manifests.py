@@ -41,6 +41,7 @@ Semantic validation (schedules, timezone...) is not done here; see `policies.val
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
@@ -562,7 +563,7 @@ class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
                 f"({_mib(MAX_DOCUMENT_BYTES)}) a document may hold (the Kubernetes API server "
                 "refuses bigger requests): split it into smaller documents"
             )
-        measured = _expanded_size(root)
+        measured = _tree_size(root, size)
         if isinstance(measured, str):
             return measured
         nodes, text = measured
@@ -710,6 +711,49 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+def _tree_size(root: Node, size: int) -> tuple[int, int] | str:
+    """`_expanded_size` of a document of `size` bytes, counted faster while it looks like a
+    tree: no mapping or sequence met twice, values no longer than the document's text. Then
+    each node is counted once, and the values hold at most the document's bytes. Anything
+    else (an alias, or a limit passed) is left to `_expanded_size`, which says which."""
+    if root.__class__ is ScalarNode:
+        return 1, size
+    characters = root.end_mark.index - root.start_mark.index
+    nodes = 0
+    text = 0
+    seen: set[Node] = set()
+    pending: list[tuple[Node, int]] = [(root, 1)]
+    while pending:
+        node, level = pending.pop()
+        if node in seen or level > MAX_DOCUMENT_DEPTH:
+            return _expanded_size(root)
+        seen.add(node)
+        nodes += 1
+        children = node.value
+        if node.__class__ is MappingNode:
+            nodes += 2 * len(children)
+            for pair in children:
+                for child in pair:
+                    if child.__class__ is ScalarNode:
+                        text += len(child.value)
+                    else:
+                        nodes -= 1  # counted when popped
+                        pending.append((child, level + 1))
+        else:
+            nodes += len(children)
+            for child in children:
+                if child.__class__ is ScalarNode:
+                    text += len(child.value)
+                else:
+                    nodes -= 1
+                    pending.append((child, level + 1))
+        if nodes > MAX_DOCUMENT_NODES:
+            return _size_problem(nodes, aliased=False)
+    if text > characters:  # only an alias of a scalar repeats text
+        return _expanded_size(root)
+    return nodes, size
+
+
 def _expanded_size(root: Node) -> tuple[int, int] | str:
     """The nodes and the bytes of scalar text the document of `root` expands to, or why it
     exceeds a limit of one document (depth, nodes, expanded text).
@@ -837,35 +881,39 @@ def _object_limit_problem(document: object) -> str | None:
     """Why a decoded document exceeds the node, depth or text limit of a document, if it does.
 
     Counted as `_expanded_size` counts a YAML document (a shared object wherever it appears),
-    iteratively, and never past the limit: nodes still to visit are counted when their
-    collection is met, so a mapping with millions of keys is refused without visiting them.
+    iteratively, and never past the limit: the items of a collection are counted when it is
+    met, so a mapping with millions of keys is refused without visiting them.
     """
-    nodes = 0
+    nodes = 1
     text = 0
     pending: list[tuple[object, int]] = [(document, 1)]
     while pending:
         value, level = pending.pop()
-        nodes += 1
         if isinstance(value, str):
             text += _utf8_size(value)
         elif isinstance(value, bytes):
             text += len(value)
-        elif isinstance(value, Mapping | list | tuple):
+        elif isinstance(value, dict | list | tuple | Mapping):
             if level > MAX_DOCUMENT_DEPTH:
                 return (
                     f"the document nests mappings and sequences more than {MAX_DOCUMENT_DEPTH} "
                     "levels deep, the limit per document"
                 )
-            if isinstance(value, Mapping):
-                if nodes + len(pending) + 2 * len(value) > MAX_DOCUMENT_NODES:
+            if isinstance(value, list | tuple):
+                nodes += len(value)
+                if nodes > MAX_DOCUMENT_NODES:
                     break
-                for key, item in value.items():
-                    pending.append((key, level + 1))
-                    pending.append((item, level + 1))
+                items: Iterable[object] = value
             else:
-                if nodes + len(pending) + len(value) > MAX_DOCUMENT_NODES:
+                nodes += 2 * len(value)
+                if nodes > MAX_DOCUMENT_NODES:
                     break
-                pending.extend((item, level + 1) for item in value)
+                items = itertools.chain.from_iterable(value.items())
+            for item in items:
+                if item.__class__ is str:
+                    text += len(item) if item.isascii() else _utf8_size(item)
+                elif not isinstance(item, int | float | bool | None):
+                    pending.append((item, level + 1))
         if text > MAX_DOCUMENT_BYTES:
             return (
                 f"the values of the document hold more than {MAX_DOCUMENT_BYTES} bytes "

@@ -417,7 +417,7 @@ def test_a_decoded_object_that_shares_a_bomb_is_refused_within_the_budget() -> N
         "the document holds more than 250000 nodes (mappings, sequences, keys, values and "
         "items), the limit per document",
     )
-    assert cost.seconds < 1.0
+    assert cost.seconds < 2.0  # 0.1 s without tracemalloc
 
 
 def test_a_decoded_object_with_millions_of_keys_is_refused_without_visiting_them() -> None:
