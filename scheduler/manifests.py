@@ -760,7 +760,7 @@ def _expanded_size(root: Node) -> tuple[int, int] | str:
 
     Each mapping and sequence is measured once, however often aliases use it (memoized over
     the node graph, which aliases make a DAG), and the walk is iterative: the cost is that of
-    the text, never of the expansion. A partial count that passes a limit ends the walk. An
+    the text, never of the expansion. The first subtree that passes a limit ends the walk. An
     alias back to a node being measured (a document that contains itself) counts nothing here:
     the loader reports it after building, as before.
     """
@@ -796,12 +796,12 @@ def _expanded_size(root: Node) -> tuple[int, int] | str:
                 on_path.add(child)
                 path.append([child, _child_nodes(child), 1, 0, 1])
                 break
-            if frame[2] > MAX_DOCUMENT_NODES or frame[3] > MAX_DOCUMENT_BYTES:
-                return _size_problem(frame[2], aliased)
         else:
             path.pop()
             node, _, nodes, text, levels = frame
             on_path.discard(node)
+            if nodes > MAX_DOCUMENT_NODES or text > MAX_DOCUMENT_BYTES:
+                return _size_problem(nodes, aliased)
             measured[node] = (nodes, text, levels)
             if not path:
                 return nodes, text
@@ -809,8 +809,6 @@ def _expanded_size(root: Node) -> tuple[int, int] | str:
             parent[2] += nodes
             parent[3] += text
             parent[4] = max(parent[4], levels + 1)
-            if parent[2] > MAX_DOCUMENT_NODES or parent[3] > MAX_DOCUMENT_BYTES:
-                return _size_problem(parent[2], aliased)
     raise AssertionError("unreachable: the root's frame returns")
 
 

@@ -276,6 +276,19 @@ def test_content_one_byte_over_the_file_limit_is_refused_and_at_the_limit_is_rea
         assert only_error(result).messages[0].startswith("the file is bigger than")
 
 
+def test_content_over_the_file_limit_is_refused_before_being_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 100)
+
+    assert (
+        only_error(load_bytes(b"\xff" * 101, "f.yaml"))
+        .messages[0]
+        .startswith("the file is bigger than 100 bytes")
+    )
+    assert "not UTF-8" in only_error(load_bytes(b"\xff" * 100, "f.yaml")).messages[0]
+
+
 def test_the_file_limit_counts_bytes_not_characters(monkeypatch: pytest.MonkeyPatch) -> None:
     text = MANIFEST.format(name="sized", args="[hi]") + "# " + "é" * 100 + "\n"
     monkeypatch.setattr(manifests, "MAX_FILE_BYTES", len(text) + 50)
@@ -317,6 +330,16 @@ def test_nodes_are_counted_with_aliases_expanded_up_to_the_limit(
         assert messages == (TOO_MANY_NODES.replace("250000", "15"),)
     else:
         assert messages[0].startswith("kind: is required")
+
+
+def test_aliases_used_by_the_document_itself_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 20)
+
+    error = only_error(load_text("[&a [x, y, z], *a, *a, *a, *a, *a]\n", "n.yaml"))
+
+    assert error.messages == (TOO_MANY_NODES.replace("250000", "20"),)  # 1 + 6 * 4 nodes
 
 
 def test_a_document_over_the_node_limit_without_aliases_is_told_to_split(
@@ -364,6 +387,36 @@ def test_many_documents_each_under_the_limit_are_bounded_by_the_file_limit(
         f"keys, values and items), more than the 70 a file may hold; {ALIAS_ADVICE}, or split "
         "the file",
     )
+
+
+def test_the_text_all_documents_expand_to_is_bounded_like_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = (
+        f"a: &long {'x' * 100}\nb: [{', '.join(['*long'] * 15)}]\n"  # 1,602 bytes, keys included
+    )
+    monkeypatch.setattr(manifests, "MAX_DOCUMENT_BYTES", 2_000)
+    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 3_000)
+
+    result = load_text(document + "---\n" + document, "t.yaml")
+
+    assert [(error.source.document, error.messages) for error in result.errors] == [
+        (
+            1,
+            (
+                "kind: is required: a CronWorkflow starts with apiVersion: argoproj.io/v1alpha1 "
+                "and kind: CronWorkflow",
+            ),
+        ),
+        (
+            2,
+            (
+                "the documents of this file up to this one expand to 3204 bytes of values, more "
+                f"than the 3000 (0.00286102 MiB) a file may hold; {ALIAS_ADVICE}, or split the "
+                "file",
+            ),
+        ),
+    ]
 
 
 def test_a_bomb_under_the_limits_is_built_small_and_loads() -> None:
