@@ -30,6 +30,10 @@ Loading is deliberately close to what `kubectl apply` would accept:
 - Folders are searched recursively for `*.yaml` and `*.yml`, in sorted order. Hidden entries
   are skipped: a ConfigMap mounted as a volume keeps a second copy of every file under
   `..data/`, which would otherwise load each CronWorkflow twice.
+- What a document may expand to is bounded (see "Limits" below): an alias bomb, a document
+  nested thousands deep or a file of gigabytes is an error of that document or file, found
+  before any Python object is built, at a cost proportional to the text, never to what its
+  aliases expand to.
 - A folder that cannot be listed is an error naming it, never an empty folder: `os.walk`
   would skip it silently, and to the file-watching catalog "no files" means "delete every
   CronWorkflow", so an unreadable folder (a permission change, too many open files, a volume
@@ -41,6 +45,7 @@ Semantic validation (schedules, timezone...) is not done here; see `policies.val
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
@@ -67,6 +72,11 @@ from scheduler.naming import dns1123_label_problems, dns1123_subdomain_problems
 from scheduler.workflow_schema import check_workflow_spec
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_DOCUMENT_DEPTH",
+    "MAX_DOCUMENT_NODES",
+    "MAX_FILE_BYTES",
+    "MAX_FILE_NODES",
     "ListingFailure",
     "LoadedCronWorkflow",
     "ManifestEntry",
@@ -83,12 +93,48 @@ __all__ = [
     "load_document",
     "load_paths",
     "load_text",
+    "read_manifest_file",
     "scan_manifest_files",
 ]
 
 _MANIFEST_SUFFIXES = (".yaml", ".yml")
 _LIST_KINDS = ("List", "CronWorkflowList")
 _API_GROUP = API_VERSION.split("/", 1)[0]
+
+
+# -- Limits -----------------------------------------------------------------------------------
+#
+# Everything after loading (the catalog's comparison of an old spec with its new one, pydantic,
+# rendering and serializing the spawned Workflow, the local executor's command line) walks a
+# spec as if its aliases were written out. An alias shares a node, so ten lines of nested
+# aliases stand for billions of values: the loader measures what each document expands to on
+# the composed node graph, before building anything, and refuses it past these limits. Each
+# limit is far above what real CronWorkflows need, and low enough that a spec at the limit
+# costs milliseconds in every later step (README, "Limits").
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""Bytes a manifest file may hold (16 MiB); at most one more is read from a file. The same
+bound applies to the text of the file's values (scalars) once its aliases are expanded."""
+
+MAX_FILE_NODES = 4_000_000
+"""Nodes all the documents of one file may expand to together: without it, a file could
+hold thousands of small documents each just under :data:`MAX_DOCUMENT_NODES`."""
+
+MAX_DOCUMENT_BYTES = 3 * 1024 * 1024
+"""Bytes one document may hold (3 MiB, the largest request body the Kubernetes API server
+accepts; etcd stores objects of at most 1.5 MiB). The same bound applies to the text of its
+values (scalars) once its aliases are expanded."""
+
+MAX_DOCUMENT_NODES = 250_000
+"""Nodes (mappings, sequences, keys, values and items) one document may expand to, each use of
+an alias counting the whole subtree of its anchor. A CronWorkflow with a 500-task DAG has about
+10,000; at this limit comparing two specs takes a few milliseconds and rendering one as JSON a
+few tens."""
+
+MAX_DOCUMENT_DEPTH = 100
+"""Levels of mappings and sequences one document may nest, aliases expanded (the document's
+own mapping is level 1). Argo's largest examples nest 20 to 30 levels; Python's recursive
+walks (comparison, JSON, deep copies) fail at about 1,000 less the depth of their caller."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +364,11 @@ def describe_listing_error(error: OSError) -> str:
 
 def load_text(text: str, file: str = "<string>") -> ManifestSet:
     """Load the CronWorkflows of one YAML stream; `file` is only used in messages."""
+    if len(text) > MAX_FILE_BYTES or (
+        len(text) * 4 > MAX_FILE_BYTES
+        and len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES
+    ):
+        return _file_too_big(file)
     items: list[ManifestItem] = []
     for source, document in _documents(text, file):
         if isinstance(document, ManifestError):
@@ -330,7 +381,16 @@ def load_text(text: str, file: str = "<string>") -> ManifestSet:
 
 
 def load_document(document: object, source: Source) -> ManifestSet:
-    """Load one decoded document (a mapping, as from YAML or a client library)."""
+    """Load one decoded document (a mapping, as from YAML or a client library).
+
+    The document is held to the node and depth limits of a YAML document, counted on the
+    objects themselves (a shared object counts wherever it appears), within a budget: a huge,
+    deep or self-containing object costs at most the limit to refuse.
+    """
+    problem = _object_limit_problem(document)
+    if problem is not None:
+        name, namespace = _identity(document) if isinstance(document, Mapping) else (None, None)
+        return ManifestSet((ManifestError(source, (problem,), name, namespace),))
     return ManifestSet(tuple(_load_object(document, source, prefix="")))
 
 
@@ -375,14 +435,27 @@ def _load_unread_file(path: Path, read: set[str]) -> ManifestSet:
 
 def _load_file(path: Path) -> ManifestSet:
     try:
-        raw = path.read_bytes()
+        raw = read_manifest_file(path)
     except OSError as error:
         return _file_error(str(path), f"cannot read the file: {describe_os_error(error)}")
     return load_bytes(raw, str(path))
 
 
+def read_manifest_file(path: Path) -> bytes:
+    """The content of the file at `path`, or its first `MAX_FILE_BYTES` + 1 bytes if it is
+    bigger: enough for `load_bytes` to refuse it, without reading a huge file into memory."""
+    with path.open("rb") as stream:
+        return stream.read(MAX_FILE_BYTES + 1)
+
+
 def load_bytes(raw: bytes, file: str) -> ManifestSet:
-    """Load the CronWorkflows of one file's content; `file` is only used in messages."""
+    """Load the CronWorkflows of one file's content; `file` is only used in messages.
+
+    Content over `MAX_FILE_BYTES` is refused whole (it may be the truncated read of a bigger
+    file: see `read_manifest_file`).
+    """
+    if len(raw) > MAX_FILE_BYTES:
+        return _file_too_big(file)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -396,6 +469,18 @@ def load_bytes(raw: bytes, file: str) -> ManifestSet:
 
 def _file_error(file: str, message: str) -> ManifestSet:
     return ManifestSet((ManifestError(Source(file), (message,)),))
+
+
+def _file_too_big(file: str) -> ManifestSet:
+    return _file_error(
+        file,
+        f"the file is bigger than {MAX_FILE_BYTES} bytes ({_mib(MAX_FILE_BYTES)}), the limit per "
+        "file: nothing in it was loaded; split it into smaller files",
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"
 
 
 # libyaml's parser when PyYAML was built with it: ten times faster on large fleets.
@@ -426,17 +511,31 @@ class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
     duplicate keys come out in the same order too, building does not recurse however deep the
     document, and an aliased node is built once and shared wherever it is used (an alias bomb
     stays small). A document that contains itself through an alias is reported, not returned.
+
+    Before building, each document is measured against the limits (`_limit_problem`): one
+    over a limit is reported, with the CronWorkflow it names (`refused`), and not built.
     """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.problems: list[str] = []
+        self.refused: tuple[str | None, str | None] = (None, None)
+        """The name and namespace of the last document refused for a limit, when it says."""
         self._checked_mappings: set[MappingNode] = set()
         self._shared_nodes = False
+        self._text = stream
+        self._ascii = stream.isascii()
+        self._file_nodes = 0
+        self._file_text = 0
 
     def construct_document(self, node: Node) -> Any:
         pending: _Pending = deque()
         try:
+            problem = self._limit_problem(node)
+            if problem is not None:
+                self.problems.append(problem)
+                self.refused = _node_identity(node)
+                return None
             document = self._construct_node(node, pending)
             while pending:
                 filling, data = pending.popleft()
@@ -461,6 +560,36 @@ class _ManifestLoader(_BaseLoader):  # type: ignore[valid-type,misc]
             self.deep_construct = False
             self._checked_mappings = set()
             self._shared_nodes = False
+
+    def _limit_problem(self, root: Node) -> str | None:
+        """Why the document of `root` exceeds a limit, if it does; its size counts for the file."""
+        start, end = root.start_mark.index, root.end_mark.index
+        size = end - start if self._ascii else len(self._text[start:end].encode("utf-8"))
+        if size > MAX_DOCUMENT_BYTES:
+            return (
+                f"the document is {size} bytes long, more than the {MAX_DOCUMENT_BYTES} bytes "
+                f"({_mib(MAX_DOCUMENT_BYTES)}) a document may hold (the Kubernetes API server "
+                "refuses bigger requests): split it into smaller documents"
+            )
+        measured = _tree_size(root, size)
+        if isinstance(measured, str):
+            return measured
+        nodes, text = measured
+        self._file_nodes += nodes
+        self._file_text += text
+        if self._file_nodes > MAX_FILE_NODES:
+            return (
+                f"the documents of this file up to this one expand to {self._file_nodes} nodes "
+                f"(mappings, sequences, keys, values and items), more than the {MAX_FILE_NODES} "
+                f"a file may hold; {_ALIAS_ADVICE}, or split the file"
+            )
+        if self._file_text > MAX_FILE_BYTES:
+            return (
+                f"the documents of this file up to this one expand to {self._file_text} bytes "
+                f"of values, more than the {MAX_FILE_BYTES} ({_mib(MAX_FILE_BYTES)}) a file may "
+                f"hold; {_ALIAS_ADVICE}, or split the file"
+            )
+        return None
 
     def _construct_node(self, node: Node, pending: _Pending) -> Any:
         """The object of `node`: a new collection is returned empty and filled later."""
@@ -580,6 +709,230 @@ _ManifestLoader.yaml_implicit_resolvers = {
 }
 
 
+_ALIAS_ADVICE = (
+    "aliases expand: each `*name` counts the whole anchored subtree, so aliases of aliases "
+    "multiply: write fewer aliases"
+)
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _tree_size(root: Node, size: int) -> tuple[int, int] | str:
+    """`_expanded_size` of a document of `size` bytes, counted faster while it looks like a
+    tree: no mapping or sequence met twice, values no longer than the document's text. Then
+    each node is counted once, and the values hold at most the document's bytes. Anything
+    else (an alias, or a limit passed) is left to `_expanded_size`, which says which."""
+    if root.__class__ is ScalarNode:
+        return 1, size
+    characters = root.end_mark.index - root.start_mark.index
+    nodes = 0
+    text = 0
+    seen: set[Node] = set()
+    pending: list[tuple[Node, int]] = [(root, 1)]
+    while pending:
+        node, level = pending.pop()
+        if node in seen or level > MAX_DOCUMENT_DEPTH:
+            return _expanded_size(root)
+        seen.add(node)
+        nodes += 1
+        children = node.value
+        if node.__class__ is MappingNode:
+            nodes += 2 * len(children)
+            for pair in children:
+                for child in pair:
+                    if child.__class__ is ScalarNode:
+                        text += len(child.value)
+                    else:
+                        nodes -= 1  # counted when popped
+                        pending.append((child, level + 1))
+        else:
+            nodes += len(children)
+            for child in children:
+                if child.__class__ is ScalarNode:
+                    text += len(child.value)
+                else:
+                    nodes -= 1
+                    pending.append((child, level + 1))
+        if nodes > MAX_DOCUMENT_NODES:
+            return _size_problem(nodes, aliased=False)
+    if text > characters:  # only an alias of a scalar repeats text
+        return _expanded_size(root)
+    return nodes, size
+
+
+def _expanded_size(root: Node) -> tuple[int, int] | str:
+    """The nodes and the bytes of scalar text the document of `root` expands to, or why it
+    exceeds a limit of one document (depth, nodes, expanded text).
+
+    Each mapping and sequence is measured once, however often aliases use it (memoized over
+    the node graph, which aliases make a DAG), and the walk is iterative: the cost is that of
+    the text, never of the expansion. The first subtree that passes a limit ends the walk. An
+    alias back to a node being measured (a document that contains itself) counts nothing here:
+    the loader reports it after building, as before.
+    """
+    if root.__class__ is ScalarNode:
+        return 1, _utf8_size(root.value)
+    # Per mapping or sequence measured: nodes, scalar bytes, levels (itself included).
+    measured: dict[Node, tuple[int, int, int]] = {}
+    # Per mapping or sequence being measured, root first: the node, its children still to
+    # count, and so far its nodes, bytes and levels.
+    path: list[list[Any]] = [[root, _child_nodes(root), 1, 0, 1]]
+    on_path: set[Node] = {root}
+    aliased = False
+    while path:
+        frame = path[-1]
+        for child in frame[1]:
+            if child.__class__ is ScalarNode:
+                frame[2] += 1
+                frame[3] += _utf8_size(child.value)
+            elif child in measured:
+                aliased = True
+                nodes, text, levels = measured[child]
+                frame[2] += nodes
+                frame[3] += text
+                if levels + 1 > frame[4]:
+                    frame[4] = levels + 1
+                    if len(path) + levels > MAX_DOCUMENT_DEPTH:
+                        return _depth_problem(frame[0], through_alias=True)
+            elif child in on_path:
+                continue
+            else:
+                if len(path) >= MAX_DOCUMENT_DEPTH:
+                    return _depth_problem(child, through_alias=False, aliased=aliased)
+                on_path.add(child)
+                path.append([child, _child_nodes(child), 1, 0, 1])
+                break
+        else:
+            path.pop()
+            node, _, nodes, text, levels = frame
+            on_path.discard(node)
+            if nodes > MAX_DOCUMENT_NODES or text > MAX_DOCUMENT_BYTES:
+                return _size_problem(nodes, aliased)
+            measured[node] = (nodes, text, levels)
+            if not path:
+                return nodes, text
+            parent = path[-1]
+            parent[2] += nodes
+            parent[3] += text
+            parent[4] = max(parent[4], levels + 1)
+    raise AssertionError("unreachable: the root's frame returns")
+
+
+def _size_problem(nodes: int, aliased: bool) -> str:
+    advice = _ALIAS_ADVICE if aliased else "split it into smaller documents"
+    if nodes > MAX_DOCUMENT_NODES:
+        return (
+            f"the document expands to more than {MAX_DOCUMENT_NODES} nodes (mappings, "
+            f"sequences, keys, values and items), the limit per document; {advice}"
+        )
+    # Only aliases make the values longer than the document, which is within its own limit.
+    return (
+        f"the values of the document expand to more than {MAX_DOCUMENT_BYTES} bytes "
+        f"({_mib(MAX_DOCUMENT_BYTES)}), the limit per document; {_ALIAS_ADVICE}"
+    )
+
+
+def _child_nodes(node: Node) -> Iterator[Node]:
+    if node.__class__ is MappingNode:
+        for key_node, value_node in node.value:
+            yield key_node
+            yield value_node
+    else:
+        yield from node.value
+
+
+def _depth_problem(node: Node, through_alias: bool, aliased: bool = True) -> str:
+    mark = node.start_mark
+    where = f"the {_node_kind(node)} at line {mark.line + 1}, column {mark.column + 1}"
+    where = f"through an alias in {where}" if through_alias else f"at {where}"
+    advice = (
+        "aliases expand: each `*name` nests the whole anchored subtree where it is used"
+        if aliased
+        else "a CronWorkflow needs far fewer"
+    )
+    return (
+        f"the document nests mappings and sequences more than {MAX_DOCUMENT_DEPTH} levels deep "
+        f"({where}), the limit per document; {advice}"
+    )
+
+
+def _node_identity(root: Node) -> tuple[str | None, str | None]:
+    """The `metadata.name` and `metadata.namespace` of a document's node graph, when plain."""
+    metadata = _plain_value(root, "metadata")
+    return _plain_string(_plain_value(metadata, "name")), _plain_string(
+        _plain_value(metadata, "namespace")
+    )
+
+
+def _plain_value(node: Node | None, key: str) -> Node | None:
+    if not isinstance(node, MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if _plain_string(key_node) == key:
+            found: Node = value_node
+            return found
+    return None
+
+
+def _plain_string(node: Node | None) -> str | None:
+    if isinstance(node, ScalarNode) and node.tag == _STR_TAG and node.value:
+        value: str = node.value
+        return value
+    return None
+
+
+def _object_limit_problem(document: object) -> str | None:
+    """Why a decoded document exceeds the node, depth or text limit of a document, if it does.
+
+    Counted as `_expanded_size` counts a YAML document (a shared object wherever it appears),
+    iteratively, and never past the limit: the items of a collection are counted when it is
+    met, so a mapping with millions of keys is refused without visiting them.
+    """
+    nodes = 1
+    text = 0
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, str):
+            text += _utf8_size(value)
+        elif isinstance(value, bytes):
+            text += len(value)
+        elif isinstance(value, dict | list | tuple | Mapping):
+            if level > MAX_DOCUMENT_DEPTH:
+                return (
+                    f"the document nests mappings and sequences more than {MAX_DOCUMENT_DEPTH} "
+                    "levels deep, the limit per document"
+                )
+            if isinstance(value, list | tuple):
+                nodes += len(value)
+                if nodes > MAX_DOCUMENT_NODES:
+                    break
+                items: Iterable[object] = value
+            else:
+                nodes += 2 * len(value)
+                if nodes > MAX_DOCUMENT_NODES:
+                    break
+                items = itertools.chain.from_iterable(value.items())
+            for item in items:
+                if item.__class__ is str:
+                    text += len(item) if item.isascii() else _utf8_size(item)
+                elif not isinstance(item, int | float | bool | None):
+                    pending.append((item, level + 1))
+        if text > MAX_DOCUMENT_BYTES:
+            return (
+                f"the values of the document hold more than {MAX_DOCUMENT_BYTES} bytes "
+                f"({_mib(MAX_DOCUMENT_BYTES)}) of text, the limit per document"
+            )
+    else:
+        return None
+    return (
+        f"the document holds more than {MAX_DOCUMENT_NODES} nodes (mappings, sequences, keys, "
+        "values and items), the limit per document"
+    )
+
+
 def _recursion_problem(root: Node) -> str | None:
     """Where the document's node graph contains itself through an alias, if it does.
 
@@ -675,8 +1028,10 @@ def _documents(text: str, file: str) -> Iterator[tuple[Source, object | Manifest
                 yield source, ManifestError(source, (message,))
                 return
             if loader.problems:
-                yield source, ManifestError(source, tuple(loader.problems))
+                name, namespace = loader.refused
+                yield source, ManifestError(source, tuple(loader.problems), name, namespace)
                 loader.problems.clear()
+                loader.refused = (None, None)
                 continue
             yield source, document
     finally:
@@ -688,6 +1043,11 @@ def _describe_yaml_error(error: yaml.YAMLError) -> str:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}"
         problem = error.problem or "invalid YAML"
+        if problem == "exceeded maximum nesting depth":  # libyaml's own bound, at 1,000 levels
+            problem += (
+                f" (a document may nest at most {MAX_DOCUMENT_DEPTH} levels of mappings and "
+                "sequences)"
+            )
         if error.context and error.context_mark is not None:
             context = error.context_mark
             problem = (

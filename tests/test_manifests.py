@@ -657,16 +657,16 @@ def test_anchors_aliases_merge_keys_and_tags_are_built_as_pyyaml_builds_them() -
 
 def test_an_aliased_node_is_built_once_and_shared_so_an_alias_bomb_stays_small() -> None:
     levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 9)]
-    bomb = "\n".join(levels) + "\n"  # 10**9 strings once expanded
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 5)]
+    bomb = "\n".join(levels) + "\n"  # 10**5 strings once expanded, within the limits
 
     ((_, document),) = documents_of(bomb, "bomb.yaml")
 
     assert isinstance(document, dict)
-    top = document["a8"]
-    assert all(item is document["a7"] for item in top)
+    top = document["a4"]
+    assert all(item is document["a3"] for item in top)
     assert all(item is document["a0"] for item in document["a1"])
-    assert len(shared_objects(document)) == 8 * 10  # every alias is the object of its anchor
+    assert len(shared_objects(document)) == 4 * 10  # every alias is the object of its anchor
 
 
 def test_a_document_that_contains_itself_is_an_error_and_later_documents_still_load() -> None:
@@ -712,17 +712,18 @@ def test_a_mapping_merged_into_itself_is_not_recursive_but_one_used_as_its_own_k
     )
 
 
-def test_aliases_nested_thousands_deep_are_built_without_recursion() -> None:
+def test_aliases_nested_thousands_deep_are_refused_before_being_built() -> None:
     chain = "".join(f"  - &a{n} [*a{n - 1}]\n" for n in range(1, 5000))
     text = f"chain:\n  - &a0 [end]\n{chain}deepest: *a4999\n"
 
     ((_, document),) = documents_of(text, "deep.yaml")
 
-    assert isinstance(document, dict)
-    value = document["deepest"]
-    for _ in range(5000):
-        (value,) = value
-    assert value == "end"
+    assert isinstance(document, ManifestError)
+    assert document.messages == (
+        "the document nests mappings and sequences more than 100 levels deep (through an alias "
+        "in the sequence at line 100, column 5), the limit per document; aliases expand: each "
+        "`*name` nests the whole anchored subtree where it is used",
+    )
 
 
 def test_merge_keys_nested_too_deeply_are_an_error_not_a_crash() -> None:
@@ -733,8 +734,9 @@ def test_merge_keys_nested_too_deeply_are_an_error_not_a_crash() -> None:
     error = only_error(load_text(text, "merges.yaml"))
 
     assert str(error) == (
-        "merges.yaml (document 1): cannot read the YAML: it is nested too deeply; documents "
-        "after this point were not read"
+        "merges.yaml (document 1): the document nests mappings and sequences more than 100 "
+        "levels deep (through an alias in the mapping at line 100, column 7), the limit per "
+        "document; aliases expand: each `*name` nests the whole anchored subtree where it is used"
     )
 
 
