@@ -54,6 +54,7 @@ from scheduler.manifests import (
     describe_listing_error,
     describe_os_error,
     load_bytes,
+    read_manifest_file,
     scan_manifest_files,
 )
 
@@ -251,7 +252,7 @@ class FileSource:
         self, path: Path, signature: tuple[int, int], old: _FileState | None
     ) -> _FileState | None:
         try:
-            raw = path.read_bytes()
+            raw = read_manifest_file(path)
         except FileNotFoundError:
             return None  # removed between stat and read: the next poll sees it gone
         except OSError as error:

@@ -85,6 +85,7 @@ __all__ = [
     "ManifestItem",
     "ManifestNotice",
     "ManifestSet",
+    "NotARegularFile",
     "Source",
     "describe_listing_error",
     "describe_os_error",
@@ -441,10 +442,24 @@ def _load_file(path: Path) -> ManifestSet:
     return load_bytes(raw, str(path))
 
 
+class NotARegularFile(OSError):
+    """A manifest path that is a named pipe, a device or a socket: never read (a pipe nobody
+    writes would block the reader forever, a device may never end)."""
+
+
 def read_manifest_file(path: Path) -> bytes:
     """The content of the file at `path`, or its first `MAX_FILE_BYTES` + 1 bytes if it is
-    bigger: enough for `load_bytes` to refuse it, without reading a huge file into memory."""
-    with path.open("rb") as stream:
+    bigger: enough for `load_bytes` to refuse it, without reading a huge file into memory.
+
+    Raises `NotARegularFile` for anything but a regular file (after following links): it is
+    opened without blocking and examined before a byte is read.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotARegularFile(
+                errno.EINVAL, "not a regular file (a named pipe, a device or a socket)"
+            )
         return stream.read(MAX_FILE_BYTES + 1)
 
 

@@ -9,6 +9,7 @@ new spec with `==`, walking ~9**10 leaves), and a bomb in container `args` took 
 from __future__ import annotations
 
 import json
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 
 from policies.workflow import render_workflow
 from scheduler import manifests
+from scheduler.files import FileSource
 from scheduler.manifests import (
     MAX_DOCUMENT_DEPTH,
     MAX_FILE_BYTES,
@@ -698,3 +700,36 @@ def test_random_bombs_are_refused_or_loaded_in_bounded_time(
     assert_only_documented(result)
     for error in result.errors:
         assert error.key == "default/b"
+
+
+# --- files that are not files ------------------------------------------------------------------
+
+
+def test_a_named_pipe_in_the_folder_is_an_error_and_never_blocks_the_reader(
+    tmp_path: Path,
+) -> None:
+    """Nobody writes to it: opening it for reading the usual way would wait forever."""
+    (tmp_path / "good.yaml").write_text(MANIFEST.format(name="good", args="[x]"), encoding="utf-8")
+    os.mkfifo(tmp_path / "pipe.yaml")
+
+    started = time.monotonic()
+    loaded = load_paths([tmp_path])
+    snapshot = FileSource([tmp_path]).poll()
+
+    assert time.monotonic() - started < 2.0
+    assert [item.key for item in loaded.cron_workflows] == ["default/good"]
+    (error,) = loaded.errors
+    assert error.source.file == str(tmp_path / "pipe.yaml")
+    assert "not a regular file" in error.messages[0]
+    assert set(snapshot.cron_workflows) == {"default/good"}
+    assert [problem.file for problem in snapshot.problems] == [str(tmp_path / "pipe.yaml")]
+
+
+def test_a_link_to_a_device_that_never_ends_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+
+    started = time.monotonic()
+    (error,) = load_paths([tmp_path]).errors
+
+    assert time.monotonic() - started < 2.0
+    assert "not a regular file" in error.messages[0]
