@@ -304,9 +304,10 @@ class LocalExecutor:
         runs = os.path.realpath(self._runs_dir)
         folder = os.path.realpath(self._runs_dir / spec.namespace)
         if os.path.dirname(folder) != runs:
+            link = self._runs_dir / spec.namespace
             raise SpawnRejected(
-                f"the local executor cannot run {_short(spec.key)}: {self._runs_dir / spec.namespace} "
-                f"leads to {folder}, outside {runs}: remove that link"
+                f"the local executor cannot run {_short(spec.key)}: {link} leads to {folder}, "
+                f"outside {runs}: remove that link"
             )
 
     # -- Sink -------------------------------------------------------------------------------

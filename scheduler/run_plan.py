@@ -271,10 +271,16 @@ def _substitute_shell(text: str, values: Mapping[str, str], where: str, notes: l
 def _insert_shell(
     reader: _ShellReader, placeholder: str, value: str, where: str, notes: list[str]
 ) -> str:
+    context = reader.context()
+    if not value:
+        # Nothing to read as code anywhere; unquoted, an empty word rather than none.
+        if context != "unquoted":
+            return ""
+        reader.feed("x")
+        return "''"
     if _safe(value):
         reader.feed(value)  # safe characters change no quoting, but end words and lines
         return value
-    context = reader.context()
     if context not in ("unquoted", "single", "double"):
         raise Unrunnable(
             f"{placeholder} in {where}: its value {_shorten(value)} has characters a shell "
