@@ -148,6 +148,7 @@ _NAME_MAX = 255
 # The supervisor starts in the folder that holds this package: ``-m`` then imports the same
 # code as cronwf's, without the site packages (``-S``) whose set-up would slow every run.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_LOG_EVERY = 60.0  # seconds between two log lines about the cap
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -208,7 +209,11 @@ class LocalExecutor:
         self._workers: list[threading.Thread] = []
         self._idle = 0  # workers waiting for a run
         self._refused = 0
-        self._full_since: float | None = None  # the waiting queue was full (for the log)
+        # When the cap and the full queue were last logged (time.monotonic()), and how many
+        # runs were refused since: a line a minute at most, however busy.
+        self._logged_waiting = -_LOG_EVERY
+        self._logged_refused = -_LOG_EVERY
+        self._refused_unlogged = 0
         # Runs the executor ended itself without a worker (refused, terminated while
         # waiting), reported by one thread: never on the caller's (a tick's) thread.
         self._to_report: deque[tuple[_Key, RunFiles, Outcome]] = deque()
@@ -361,18 +366,23 @@ class LocalExecutor:
                 raise SinkUnavailable("the local executor is shutting down")
             if len(self._active) + len(self._queue) >= self._max_running + self._max_waiting:
                 self._refused += 1
-                if self._full_since is None:
-                    self._full_since = time.monotonic()
+                self._refused_unlogged += 1
+                if time.monotonic() - self._logged_refused >= _LOG_EVERY:
+                    self._logged_refused = time.monotonic()
                     log.warning(
-                        "local runs: %d running and %d waiting, the most allowed: runs spawned "
-                        "now end Error until a slot frees (--max-local-runs, "
+                        "local runs: %d running and %d waiting, the most allowed: %d spawned "
+                        "runs ended Error without running (--max-local-runs, "
                         "--max-waiting-local-runs)",
                         len(self._active),
                         len(self._queue),
+                        self._refused_unlogged,
                     )
+                    self._refused_unlogged = 0
                 return False
             self._queue[key] = queued
-            if len(self._queue) > self._idle and len(self._workers) < self._max_running:
+            if len(self._queue) <= self._idle:
+                pass  # an idle worker takes it
+            elif len(self._workers) < self._max_running:
                 worker = threading.Thread(
                     target=self._work, name=f"cronwf-run-{len(self._workers)}", daemon=True
                 )
@@ -385,11 +395,13 @@ class LocalExecutor:
                     log.exception("could not start another local run worker: the run waits")
                 else:
                     self._workers.append(worker)
-            elif len(self._queue) > self._idle and len(self._queue) == 1 + self._idle:
+            elif time.monotonic() - self._logged_waiting >= _LOG_EVERY:
+                self._logged_waiting = time.monotonic()
                 log.info(
-                    "local runs: %d running, the most allowed: spawned runs wait for a slot "
-                    "(--max-local-runs)",
-                    len(self._active),
+                    "local runs: all %d slots are taken: spawned runs wait for one "
+                    "(--max-local-runs; at most --max-waiting-local-runs %d wait)",
+                    self._max_running,
+                    self._max_waiting,
                 )
             self._wake.notify()
         return True
@@ -444,8 +456,6 @@ class LocalExecutor:
                     return  # waiting runs are not started: shutdown ends them
                 key, queued = self._queue.popitem(last=False)
                 self._active.add(key)
-                if not self._queue:
-                    self._full_since = None
             self._run(key, queued)
 
     def _report_later(self, key: _Key, files: RunFiles, outcome: Outcome) -> None:
@@ -727,7 +737,11 @@ class LocalExecutor:
         for folder in folders:
             if not folder.is_dir():
                 continue
-            names = {entry.name for entry in os.scandir(folder.path)}
+            try:
+                names = {entry.name for entry in os.scandir(folder.path)}
+            except OSError as error:  # the others are still looked at
+                log.error("cannot look for earlier runs in %s: %s", folder.path, error)
+                continue
             stems = {
                 name.removesuffix(suffix)
                 for name in names

@@ -9,6 +9,7 @@ the test creates, so what is running and what is waiting is known at each step.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,11 +113,15 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 
 
 def test_at_the_cap_runs_wait_in_order_hold_no_thread_and_all_finish(
-    executor: LocalExecutor, completions: Completions, gate: Path
+    executor: LocalExecutor,
+    completions: Completions,
+    gate: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Cap 2, 6 runs: 2 run, 4 wait (no thread, no supervisor for them), the metrics say so;
     a 7th finds the queue full and ends ``Error`` at once, naming the flags; when the first
     runs end the waiting ones start, oldest first, and all 6 succeed."""
+    caplog.set_level(logging.INFO, logger="scheduler.executor")
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.attach_local_runs(executor)
@@ -148,6 +153,13 @@ def test_at_the_cap_runs_wait_in_order_hold_no_thread_and_all_finish(
         "(--max-local-runs, --max-waiting-local-runs)"
     )
     assert sample(registry, "cronwf_local_runs_refused_total") == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "local runs: all 2 slots are taken: spawned runs wait for one (--max-local-runs; at "
+        "most --max-waiting-local-runs 4 wait)",
+        "local runs: 2 running and 4 waiting, the most allowed: 1 spawned runs ended Error "
+        "without running (--max-local-runs, --max-waiting-local-runs)",
+    ]
     assert executor.local_runs() == (2, 4, 1)
 
     gate.touch()
