@@ -7,8 +7,10 @@ host, the image ignored) or a ``script`` (``source`` written to a file and passe
 ``command``), with the template's ``env`` values, under a timeout
 (``activeDeadlineSeconds`` of the Workflow when set, else the executor's default). Exit code 0
 is ``Succeeded``, anything else ``Failed``; any other entrypoint (steps, DAG, resource...)
-ends ``Error`` with a message saying why. Argo's ``{{workflow.name}}``,
-``{{workflow.namespace}}`` and ``{{workflow.scheduledTime}}`` are substituted.
+ends ``Error`` with a message saying why. Argo's ``{{workflow.*}}`` placeholders are
+substituted so that no value is ever read as code (:mod:`scheduler.run_plan` says how). A run
+gets a minimal environment (:func:`base_environment` and the template's ``env``), never the
+service's, which holds cronwf's configuration and its secrets.
 
 Each run writes its output to ``<state>/runs/<namespace>/<workflow>.log``. That file is also
 the memory of what was spawned: a Workflow whose log exists "already exists", so a restart
@@ -17,13 +19,24 @@ that catches up an instant already run does not run it twice.
 A run must be counted once even when cronwf dies before it ends (``kill -9``, OOM, a
 restart), so its outcome must not live only in this process. Each run is therefore executed
 by a supervisor process (:mod:`scheduler.supervisor`, which also defines the run's files)
-that outlives cronwf and writes the outcome durably next to the log. Here, a thread per run
+that outlives cronwf and writes the outcome durably next to the log. Here, a worker thread
 starts the supervisor, hands it the plan on its stdin, waits for it and reports the outcome
 it wrote through ``on_finished``; once ``on_finished`` returned, the outcome file is renamed
 ``.reported.json``. Should this process die between the two, the next start reports the run
 once more: harmless, counting a completion is idempotent downstream. At start-up,
 :meth:`LocalExecutor.recover` reports what earlier processes on this state folder left
 unreported and watches their runs still going under a live supervisor.
+
+Runs are bounded: a fixed pool of ``max_running`` workers executes them; spawned runs beyond
+wait in a FIFO of at most ``max_waiting`` that holds only their place (a waiting run is a
+spawned Workflow, active for the concurrency policy, and its deadline counts from its start),
+and a run spawned when that is full ends ``Error`` at once. ``spawn`` never waits for a slot,
+so runs never delay decisions. Runs the executor ends without a worker (refused, terminated
+while waiting) are reported by one thread of their own, never on the caller's.
+
+Every file of a run is ``<state>/runs/<namespace>/<workflow>.*``: a namespace or Workflow name
+that is not one plain file name is refused by ``spawn`` (:class:`SpawnRejected`, a
+``SubmissionError`` of that instant alone).
 
 The end time reported is the supervisor's (its wall clock), expressed on the executor's
 clock: the very instant with the real clock; with an injected clock (tests, simulations),
