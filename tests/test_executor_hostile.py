@@ -243,8 +243,9 @@ def test_other_arguments_get_the_value_literally_in_one_element() -> None:
 
 
 def test_hostile_values_loaded_from_a_manifest_are_quoted_too() -> None:
-    """The same through the loader, for the values it accepts as they are."""
-    (loaded,) = load_text(
+    """The same through the loader, for the values it accepts as they are: annotations and
+    parameters hold any text (a label value is refused unless Kubernetes takes it)."""
+    loaded = load_text(
         """
 apiVersion: argoproj.io/v1alpha1
 kind: CronWorkflow
@@ -252,7 +253,8 @@ metadata: {name: job, namespace: batch}
 spec:
   schedules: ["* * * * *"]
   workflowMetadata:
-    labels: {team: "$(touch /tmp/x)"}
+    labels: {team: data.eng}
+    annotations: {example.com/note: "$(touch /tmp/x)"}
   workflowSpec:
     entrypoint: main
     arguments:
@@ -260,15 +262,25 @@ spec:
     templates:
       - name: main
         container:
-          command: [sh, -c, "echo {{workflow.labels.team}} \\"{{workflow.parameters.who}}\\""]
+          command:
+            - sh
+            - -c
+            - >-
+              echo {{workflow.labels.team}} {{workflow.annotations.example.com/note}}
+              "{{workflow.parameters.who}}"
 """
-    ).cron_workflows
+    )
+    (cron_workflow,) = loaded.cron_workflows
 
-    argv = plan_run(loaded.spec, T0, 60.0).argv
+    argv = plan_run(cron_workflow.spec, T0, 60.0).argv
 
-    assert argv == ("sh", "-c", "echo '$(touch /tmp/x)' \"\"'a'\"'\"'b; rm -rf ~'\"\"")
+    assert argv == (
+        "sh",
+        "-c",
+        "echo data.eng '$(touch /tmp/x)' \"\"'a'\"'\"'b; rm -rf ~'\"\"",
+    )
     output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    assert output == "$(touch /tmp/x) a'b; rm -rf ~\n"
+    assert output == "data.eng $(touch /tmp/x) a'b; rm -rf ~\n"
 
 
 @pytest.mark.parametrize(
