@@ -23,6 +23,8 @@ __all__ = [
     "render_workflow",
     "rfc3339",
     "scheduled_time_of",
+    "workflow_annotations",
+    "workflow_labels",
     "workflow_name",
 ]
 
@@ -58,6 +60,26 @@ def scheduled_time_of(cron_workflow_name: str, workflow: str) -> datetime | None
     return datetime.fromtimestamp(int(suffix), UTC)
 
 
+def workflow_labels(spec: CronWorkflowSpec, instance_id: str | None = None) -> dict[str, str]:
+    """The labels of the spawned Workflow (``instance_id`` as for :func:`render_workflow`)."""
+    labels = {k: spec.labels[k] for k in CREATOR_LABELS if k in spec.labels}
+    if instance_id is None:
+        if INSTANCE_ID_LABEL in spec.labels:
+            labels[INSTANCE_ID_LABEL] = spec.labels[INSTANCE_ID_LABEL]
+    elif instance_id:
+        labels[INSTANCE_ID_LABEL] = instance_id
+    labels[CRON_WORKFLOW_LABEL] = spec.name
+    labels.update(spec.workflow_metadata.labels)
+    return labels
+
+
+def workflow_annotations(spec: CronWorkflowSpec, scheduled_at: datetime) -> dict[str, str]:
+    """The annotations of the Workflow spawned for ``scheduled_at``."""
+    annotations = {SCHEDULED_TIME_ANNOTATION: rfc3339(scheduled_at)}
+    annotations.update(spec.workflow_metadata.annotations)
+    return annotations
+
+
 def render_workflow(
     spec: CronWorkflowSpec, scheduled_at: datetime, instance_id: str | None = None
 ) -> dict[str, Any]:
@@ -69,21 +91,11 @@ def render_workflow(
     cronwf in Kubernetes mode passes a string, because the CronWorkflow's label selects
     *cronwf* while the Workflow's label selects the Argo controller that runs it.
     """
-    labels = {k: spec.labels[k] for k in CREATOR_LABELS if k in spec.labels}
-    if instance_id is None:
-        if INSTANCE_ID_LABEL in spec.labels:
-            labels[INSTANCE_ID_LABEL] = spec.labels[INSTANCE_ID_LABEL]
-    elif instance_id:
-        labels[INSTANCE_ID_LABEL] = instance_id
-    labels[CRON_WORKFLOW_LABEL] = spec.name
-    labels.update(spec.workflow_metadata.labels)
-    annotations = {SCHEDULED_TIME_ANNOTATION: rfc3339(scheduled_at)}
-    annotations.update(spec.workflow_metadata.annotations)
     metadata: dict[str, Any] = {
         "name": workflow_name(spec.name, scheduled_at),
         "namespace": spec.namespace,
-        "labels": labels,
-        "annotations": annotations,
+        "labels": workflow_labels(spec, instance_id),
+        "annotations": workflow_annotations(spec, scheduled_at),
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,

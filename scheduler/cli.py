@@ -33,6 +33,7 @@ from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
 from scheduler.engine import StoreUnavailable
+from scheduler.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
 from scheduler.kube import (
     DEFAULT_SPAWN_WORKERS,
     KubeLease,
@@ -83,6 +84,7 @@ Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 _DEFAULT_NEXT_COUNT = 5
 _MAX_NEXT_COUNT = 10_000
+_MAX_WAITING_LOCAL_RUNS = 1_000_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +140,18 @@ def _positive_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 1 <= count <= _MAX_NEXT_COUNT:
         raise argparse.ArgumentTypeError(f"must be between 1 and {_MAX_NEXT_COUNT}, got {count}")
+    return count
+
+
+def _waiting_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= count <= _MAX_WAITING_LOCAL_RUNS:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0 and {_MAX_WAITING_LOCAL_RUNS}, got {count}"
+        )
     return count
 
 
@@ -699,6 +713,23 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
         f"(CRONWF_SPAWN_WORKERS; default: {DEFAULT_SPAWN_WORKERS})",
     )
     command.add_argument(
+        "--max-local-runs",
+        type=_positive_count,
+        default=_env("MAX_LOCAL_RUNS", str(DEFAULT_MAX_LOCAL_RUNS)),
+        metavar="N",
+        help="embedded mode: local runs executing at once; more wait for a slot "
+        f"(CRONWF_MAX_LOCAL_RUNS; default: {DEFAULT_MAX_LOCAL_RUNS})",
+    )
+    command.add_argument(
+        "--max-waiting-local-runs",
+        type=_waiting_count,
+        default=_env("MAX_WAITING_LOCAL_RUNS", str(DEFAULT_MAX_WAITING_LOCAL_RUNS)),
+        metavar="N",
+        help="embedded mode: spawned runs that may wait for a slot; a run spawned beyond ends "
+        "Error at once (CRONWF_MAX_WAITING_LOCAL_RUNS; default: "
+        f"{DEFAULT_MAX_WAITING_LOCAL_RUNS})",
+    )
+    command.add_argument(
         "--metrics-without-name",
         action="store_true",
         default=(_env("METRICS_WITHOUT_NAME", "") or "").lower() in ("1", "true", "yes"),
@@ -765,6 +796,8 @@ def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         lost_after=args.lost_after,
         workers=args.workers,
         metrics_with_name=not args.metrics_without_name,
+        max_local_runs=args.max_local_runs,
+        max_waiting_local_runs=args.max_waiting_local_runs,
     )
     logger = logging.getLogger("cronwf")
     client = None

@@ -7,8 +7,10 @@ host, the image ignored) or a ``script`` (``source`` written to a file and passe
 ``command``), with the template's ``env`` values, under a timeout
 (``activeDeadlineSeconds`` of the Workflow when set, else the executor's default). Exit code 0
 is ``Succeeded``, anything else ``Failed``; any other entrypoint (steps, DAG, resource...)
-ends ``Error`` with a message saying why. Argo's ``{{workflow.name}}``,
-``{{workflow.namespace}}`` and ``{{workflow.scheduledTime}}`` are substituted.
+ends ``Error`` with a message saying why. Argo's ``{{workflow.*}}`` placeholders are
+substituted so that no value is ever read as code (:mod:`scheduler.run_plan` says how). A run
+gets a minimal environment (:func:`base_environment` and the template's ``env``), never the
+service's, which holds cronwf's configuration and its secrets.
 
 Each run writes its output to ``<state>/runs/<namespace>/<workflow>.log``. That file is also
 the memory of what was spawned: a Workflow whose log exists "already exists", so a restart
@@ -17,13 +19,24 @@ that catches up an instant already run does not run it twice.
 A run must be counted once even when cronwf dies before it ends (``kill -9``, OOM, a
 restart), so its outcome must not live only in this process. Each run is therefore executed
 by a supervisor process (:mod:`scheduler.supervisor`, which also defines the run's files)
-that outlives cronwf and writes the outcome durably next to the log. Here, a thread per run
+that outlives cronwf and writes the outcome durably next to the log. Here, a worker thread
 starts the supervisor, hands it the plan on its stdin, waits for it and reports the outcome
 it wrote through ``on_finished``; once ``on_finished`` returned, the outcome file is renamed
 ``.reported.json``. Should this process die between the two, the next start reports the run
 once more: harmless, counting a completion is idempotent downstream. At start-up,
 :meth:`LocalExecutor.recover` reports what earlier processes on this state folder left
 unreported and watches their runs still going under a live supervisor.
+
+Runs are bounded: a fixed pool of ``max_running`` workers executes them; spawned runs beyond
+wait in a FIFO of at most ``max_waiting`` that holds only their place (a waiting run is a
+spawned Workflow, active for the concurrency policy, and its deadline counts from its start),
+and a run spawned when that is full ends ``Error`` at once. ``spawn`` never waits for a slot,
+so runs never delay decisions. Runs the executor ends without a worker (refused, terminated
+while waiting) are reported by one thread of their own, never on the caller's.
+
+Every file of a run is ``<state>/runs/<namespace>/<workflow>.*``: a namespace or Workflow name
+that is not one plain file name is refused by ``spawn`` (:class:`SpawnRejected`, a
+``SubmissionError`` of that instant alone).
 
 The end time reported is the supervisor's (its wall clock), expressed on the executor's
 clock: the very instant with the real clock; with an injected clock (tests, simulations),
@@ -33,9 +46,9 @@ that clock's "now" less how long ago the run ended.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
+import pwd
 import re
 import shlex
 import signal
@@ -43,16 +56,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec, StatusSeed
 from policies.workflow import rfc3339, scheduled_time_of, workflow_name
-from scheduler.engine import SinkUnavailable
+from scheduler.engine import SinkUnavailable, SpawnRejected
+from scheduler.run_plan import LocalRun, Unrunnable, plan_run
 from scheduler.supervisor import (
     INTERRUPTED_MARK,
     LONGEST_SUFFIX,
@@ -70,7 +84,16 @@ from scheduler.supervisor import (
     write_json,
 )
 
-__all__ = ["LocalExecutor", "LocalRun", "Recovered", "RunFinished"]
+__all__ = [
+    "DEFAULT_MAX_LOCAL_RUNS",
+    "DEFAULT_MAX_WAITING_LOCAL_RUNS",
+    "LocalExecutor",
+    "LocalRun",
+    "Recovered",
+    "RunFinished",
+    "base_environment",
+    "plan_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,79 +111,6 @@ class RunFinished:
     phase: WorkflowPhase
     finished_at: datetime
     message: str
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    """What to execute for one Workflow: a command line, its environment and its deadline."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    timeout: float
-    script: str | None = None
-
-
-class _Unrunnable(Exception):
-    """The entrypoint cannot be run locally; the run ends ``Error`` with this message."""
-
-
-_PLACEHOLDER = re.compile(r"\{\{\s*(workflow\.(?:name|namespace|scheduledTime))\s*\}\}")
-
-
-def _substitute(text: str, values: Mapping[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
-
-
-def plan_run(spec: CronWorkflowSpec, scheduled_at: datetime, default_timeout: float) -> LocalRun:
-    """The command line of the Workflow's entrypoint; raises :class:`_Unrunnable`."""
-    workflow_spec: Mapping[str, Any] = spec.workflow_spec or {}
-    entrypoint = workflow_spec.get("entrypoint")
-    templates = workflow_spec.get("templates") or []
-    template = next(
-        (t for t in templates if isinstance(t, Mapping) and t.get("name") == entrypoint), None
-    )
-    if template is None:
-        raise _Unrunnable(
-            f"entrypoint {entrypoint!r} is not a template of this Workflow (workflowTemplateRef "
-            "is not supported by the local executor)"
-        )
-    values = {
-        "workflow.name": workflow_name(spec.name, scheduled_at),
-        "workflow.namespace": spec.namespace,
-        "workflow.scheduledTime": rfc3339(scheduled_at),
-    }
-    deadline = workflow_spec.get("activeDeadlineSeconds") or template.get("activeDeadlineSeconds")
-    timeout = float(deadline) if isinstance(deadline, int | float) and deadline > 0 else None
-    if "container" in template:
-        body = template["container"] or {}
-        argv = [*body.get("command", []), *body.get("args", [])]
-        script = None
-    elif "script" in template:
-        body = template["script"] or {}
-        argv = [*body.get("command", ["sh"]), *body.get("args", [])]
-        script = _substitute(str(body.get("source", "")), values)
-    else:
-        kinds = ", ".join(sorted(k for k in template if k not in ("name", "inputs", "outputs")))
-        raise _Unrunnable(
-            f"template {entrypoint!r} is not a container or script template ({kinds}); the "
-            "local executor runs only those: use Kubernetes mode for the rest"
-        )
-    if not argv:
-        raise _Unrunnable(
-            f"template {entrypoint!r} has no command: the local executor does not know the "
-            "image's entrypoint; set command (and args)"
-        )
-    env = {
-        str(item["name"]): _substitute(str(item.get("value", "")), values)
-        for item in body.get("env", [])
-        if isinstance(item, Mapping) and "name" in item and "valueFrom" not in item
-    }
-    return LocalRun(
-        argv=tuple(_substitute(str(a), values) for a in argv),
-        env=env,
-        timeout=timeout or default_timeout,
-        script=script,
-    )
 
 
 @dataclass(frozen=True)
@@ -186,7 +136,23 @@ class _Watched:
     record: Record
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """A spawned run waiting for a slot: no thread, no process, no open file."""
+
+    spec: CronWorkflowSpec
+    scheduled_at: datetime
+    files: RunFiles
+    run: Identity
+    queued_at: float  # time.monotonic()
+
+
 _Key = tuple[str, str]
+
+DEFAULT_MAX_LOCAL_RUNS = 32
+"""Local runs executing at once (each a supervisor and a command, and a thread here)."""
+DEFAULT_MAX_WAITING_LOCAL_RUNS = 1_000
+"""Spawned local runs waiting for a slot; beyond, a spawned run ends ``Error`` at once."""
 
 # Seconds between two looks at the outcome files of recovered runs (by one thread for all).
 _WATCH_INTERVAL = 0.5
@@ -195,10 +161,40 @@ _NAME_MAX = 255
 # The supervisor starts in the folder that holds this package: ``-m`` then imports the same
 # code as cronwf's, without the site packages (``-S``) whose set-up would slow every run.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_LOG_EVERY = 60.0  # seconds between two log lines about the cap
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment every run starts from (the template's ``env`` is added to it), and the
+    whole environment of its supervisor: ``PATH`` (the service's, or a standard one), ``HOME``
+    (the service's, or the user's home), ``LANG`` (the service's, or ``C.UTF-8``) and ``TZ``
+    when the service has one. Nothing else of the service's environment: it holds cronwf's
+    configuration (``CRONWF_REDIS_URL`` with its password), Kubernetes credentials and more."""
+    base = {
+        "PATH": environ.get("PATH") or _DEFAULT_PATH,
+        "HOME": environ.get("HOME") or _home(),
+        "LANG": environ.get("LANG") or "C.UTF-8",
+    }
+    if environ.get("TZ"):
+        base["TZ"] = environ["TZ"]
+    return base
+
+
+def _home() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir or "/"
+    except (KeyError, OSError):
+        return "/"
 
 
 class LocalExecutor:
-    """A :class:`scheduler.engine.Sink` that runs Workflows as local subprocesses."""
+    """A :class:`scheduler.engine.Sink` that runs Workflows as local subprocesses.
+
+    At most ``max_running`` runs execute at once, on a pool of as many threads; spawned runs
+    beyond wait in a FIFO of at most ``max_waiting`` (holding nothing but their place), and a
+    spawned run that finds that full too ends ``Error`` at once. ``spawn`` never waits for a
+    slot."""
 
     def __init__(
         self,
@@ -206,13 +202,36 @@ class LocalExecutor:
         on_finished: Callable[[RunFinished], None],
         default_timeout: float = 600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_running: int = DEFAULT_MAX_LOCAL_RUNS,
+        max_waiting: int = DEFAULT_MAX_WAITING_LOCAL_RUNS,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        if max_running < 1 or max_waiting < 0:
+            raise ValueError("max_running must be at least 1 and max_waiting not negative")
         self._runs_dir = state_dir / "runs"
         self._on_finished = on_finished
         self._default_timeout = default_timeout
         self._clock = clock
+        self._max_running = max_running
+        self._max_waiting = max_waiting
+        self._base_env = base_environment(os.environ if environ is None else environ)
         self._lock = threading.Lock()
-        self._threads: dict[_Key, threading.Thread] = {}
+        self._wake = threading.Condition(self._lock)  # a run is waiting, or shutdown
+        self._queue: OrderedDict[_Key, _Queued] = OrderedDict()
+        self._active: set[_Key] = set()  # taken by a worker, until reported
+        self._workers: list[threading.Thread] = []
+        self._idle = 0  # workers waiting for a run
+        self._refused = 0
+        # When the cap and the full queue were last logged (time.monotonic()), and how many
+        # runs were refused since: a line a minute at most, however busy.
+        self._logged_waiting = -_LOG_EVERY
+        self._logged_refused = -_LOG_EVERY
+        self._refused_unlogged = 0
+        # Runs the executor ended itself without a worker (refused, terminated while
+        # waiting), reported by one thread: never on the caller's (a tick's) thread.
+        self._to_report: deque[tuple[_Key, RunFiles, Outcome]] = deque()
+        self._reporting: set[_Key] = set()
+        self._reporter: threading.Thread | None = None
         # Supervisors that said they are ready to be signalled.
         self._supervisors: dict[_Key, subprocess.Popen[bytes]] = {}
         self._terminating: set[_Key] = set()
@@ -228,16 +247,24 @@ class LocalExecutor:
         """Where the run logs are: ``<runs_dir>/<namespace>/<workflow>.log``."""
         return self._runs_dir
 
+    def local_runs(self) -> tuple[int, int, int]:
+        """``(running, waiting, refused so far)``: the runs of this process's pool, for the
+        metrics (runs of earlier processes that are watched take no slot)."""
+        with self._lock:
+            return len(self._active), len(self._queue), self._refused
+
     def seed_from_runs(self, spec: CronWorkflowSpec) -> StatusSeed | None:
         """What the run logs of this state folder say of a CronWorkflow's past (None:
         nothing), to re-seed a history the store lost: the newest instant run, the counters of
         the runs whose log records their end, and the runs whose log records none (going, or
         lost with their process) as active. ``spec.status`` is added to."""
+        if _unsafe_component(spec.namespace, "") is not None:
+            return None  # it never ran here: spawn refuses it
         folder = self._runs_dir / spec.namespace
         runs: list[tuple[datetime, str, str]] = []
         try:
             entries = list(os.scandir(folder))
-        except OSError:
+        except (OSError, ValueError):
             return None
         for entry in entries:
             stem = entry.name.removesuffix(".log")
@@ -277,6 +304,30 @@ class LocalExecutor:
     def _files(self, namespace: str, workflow: str) -> RunFiles:
         return RunFiles(os.path.abspath(self._runs_dir / namespace / workflow))
 
+    def _check_paths(self, spec: CronWorkflowSpec, workflow: str) -> None:
+        """Every file of the run is inside ``<state>/runs/<namespace>/``: raises
+        :class:`SpawnRejected` otherwise (that CronWorkflow's instant fails, nothing else)."""
+        for what, value, suffix in (
+            ("namespace", spec.namespace, ""),
+            ("Workflow name", workflow, LONGEST_SUFFIX),
+        ):
+            problem = _unsafe_component(value, suffix)
+            if problem is not None:
+                raise SpawnRejected(
+                    f"the local executor cannot run {_short(spec.key)}: its {what} {_short(value)} "
+                    f"{problem}; run files are {self._runs_dir}/<namespace>/<workflow>.*: "
+                    "name CronWorkflows and namespaces as Kubernetes does (lowercase letters, "
+                    "digits, '-' and '.', a name at most 52 characters)"
+                )
+        runs = os.path.realpath(self._runs_dir)
+        folder = os.path.realpath(self._runs_dir / spec.namespace)
+        if os.path.dirname(folder) != runs:
+            link = self._runs_dir / spec.namespace
+            raise SpawnRejected(
+                f"the local executor cannot run {_short(spec.key)}: {link} leads to {folder}, "
+                f"outside {runs}: remove that link"
+            )
+
     # -- Sink -------------------------------------------------------------------------------
 
     def spawn(self, spec: CronWorkflowSpec, scheduled_at: datetime) -> bool:
@@ -286,82 +337,176 @@ class LocalExecutor:
                 # next start to catch up, rather than start a run only to kill it.
                 raise SinkUnavailable("the local executor is shutting down")
         name = workflow_name(spec.name, scheduled_at)
+        self._check_paths(spec, name)  # before the spawn is recorded
         path = self.log_path(spec.namespace, name)
-        if len(os.fsencode(name + LONGEST_SUFFIX)) > _NAME_MAX:
-            # Refused before the spawn is recorded, not when the run writes its last file.
-            too_long = errno.ENAMETOOLONG
-            raise OSError(too_long, os.strerror(too_long), f"{path.parent / name}{LONGEST_SUFFIX}")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             log_file = path.open("xb")  # exclusive: the log is the record of the spawn
         except FileExistsError:
             return False
         key = (spec.namespace, name)
+        files = self._files(*key)
+        run = Identity(spec.key, spec.namespace, name, scheduled_at.astimezone(UTC).isoformat())
         try:
-            header = (
-                f"# cronwf local executor (a trial runner, not a workflow engine)\n"
-                f"# workflow {spec.namespace}/{name} of {spec.key}, "
-                f"scheduled {rfc3339(scheduled_at)}\n"
-            )
-            log_file.write(header.encode())
-            log_file.flush()
-            thread = threading.Thread(
-                target=self._run,
-                args=(spec, scheduled_at, log_file),
-                name=f"cronwf-run-{name}",
-                daemon=True,
-            )
-            with self._lock:
-                self._threads[key] = thread
-            thread.start()
+            with log_file:
+                header = (
+                    f"# cronwf local executor (a trial runner, not a workflow engine)\n"
+                    f"# workflow {spec.namespace}/{name} of {spec.key}, "
+                    f"scheduled {rfc3339(scheduled_at)}\n"
+                )
+                log_file.write(header.encode())
+            admitted = self._admit(key, _Queued(spec, scheduled_at, files, run, time.monotonic()))
         except BaseException:
             # Nothing will run: no record of a spawn either, or a retry would be refused.
-            with self._lock:
-                self._threads.pop(key, None)
-            with contextlib.suppress(OSError):
-                log_file.close()
             path.unlink(missing_ok=True)
             raise
+        if not admitted:
+            message = (
+                f"not run: {self._max_running} local runs are running and "
+                f"{self._max_waiting} waiting for a slot, the most allowed "
+                "(--max-local-runs, --max-waiting-local-runs)"
+            )
+            outcome = self._end_here(files, run, WorkflowPhase.ERROR, message)
+            if isinstance(outcome, Outcome):
+                self._report_later(key, files, outcome)
+        return True
+
+    def _admit(self, key: _Key, queued: _Queued) -> bool:
+        """Queue the run for a worker (starting one if none is free); False when the waiting
+        queue is full. Raises when no worker exists and none can be started."""
+        with self._lock:
+            if self._stopping:
+                raise SinkUnavailable("the local executor is shutting down")
+            if len(self._active) + len(self._queue) >= self._max_running + self._max_waiting:
+                self._refused += 1
+                self._refused_unlogged += 1
+                if time.monotonic() - self._logged_refused >= _LOG_EVERY:
+                    self._logged_refused = time.monotonic()
+                    log.warning(
+                        "local runs: %d running and %d waiting, the most allowed: %d spawned "
+                        "runs ended Error without running (--max-local-runs, "
+                        "--max-waiting-local-runs)",
+                        len(self._active),
+                        len(self._queue),
+                        self._refused_unlogged,
+                    )
+                    self._refused_unlogged = 0
+                return False
+            self._queue[key] = queued
+            if len(self._queue) <= self._idle:
+                pass  # an idle worker takes it
+            elif len(self._workers) < self._max_running:
+                worker = threading.Thread(
+                    target=self._work, name=f"cronwf-run-{len(self._workers)}", daemon=True
+                )
+                try:
+                    worker.start()
+                except BaseException:
+                    if not self._workers:
+                        del self._queue[key]
+                        raise
+                    log.exception("could not start another local run worker: the run waits")
+                else:
+                    self._workers.append(worker)
+            elif time.monotonic() - self._logged_waiting >= _LOG_EVERY:
+                self._logged_waiting = time.monotonic()
+                log.info(
+                    "local runs: all %d slots are taken: spawned runs wait for one "
+                    "(--max-local-runs; at most --max-waiting-local-runs %d wait)",
+                    self._max_running,
+                    self._max_waiting,
+                )
+            self._wake.notify()
         return True
 
     def spawned_here(self, namespace: str, workflow: str) -> bool:
         """Whether this executor observes that run and has not reported its end yet: it
-        started it, or :meth:`recover` found it going under a live supervisor."""
+        spawned it (running or waiting), or :meth:`recover` found it going under a live
+        supervisor."""
         key = (namespace, workflow)
         with self._lock:
-            return key in self._threads or key in self._watched
+            return (
+                key in self._active
+                or key in self._queue
+                or key in self._reporting
+                or key in self._watched
+            )
 
     def terminate(self, namespace: str, workflow: str) -> None:
         key = (namespace, workflow)
         with self._lock:
+            queued = self._queue.pop(key, None)
             supervisor = self._supervisors.get(key)
-            thread = self._threads.get(key)
             watched = self._watched.get(key)
-            if supervisor is None and thread is not None and thread.is_alive():
-                # Spawned but its supervisor not ready yet: signalled as soon as it is.
+            if queued is None and supervisor is None and key in self._active:
+                # Started but its supervisor not ready yet: signalled as soon as it is.
                 self._terminating.add(key)
-        if supervisor is not None:
+            if queued is not None:
+                self._reporting.add(key)
+        if queued is not None:
+            message = "terminated while waiting for a local run slot: it never started"
+            outcome = self._end_here(queued.files, queued.run, WorkflowPhase.FAILED, message)
+            if isinstance(outcome, Outcome):
+                self._report_later(key, queued.files, outcome)
+            else:
+                with self._lock:
+                    self._reporting.discard(key)
+        elif supervisor is not None:
             _signal(supervisor, signal.SIGTERM)  # forwarded to the command's process group
         elif watched is not None:
             _signal_recorded(watched.record, signal.SIGTERM)
 
     # -- runs -------------------------------------------------------------------------------
 
-    def _run(self, spec: CronWorkflowSpec, scheduled_at: datetime, log_file: BinaryIO) -> None:
-        name = workflow_name(spec.name, scheduled_at)
-        key = (spec.namespace, name)
-        files = self._files(*key)
-        run = Identity(spec.key, spec.namespace, name, scheduled_at.astimezone(UTC).isoformat())
+    def _work(self) -> None:
+        """A worker of the pool: runs waiting runs, oldest first, one at a time."""
+        while True:
+            with self._lock:
+                self._idle += 1
+                self._wake.wait_for(lambda: bool(self._queue) or self._stopping)
+                self._idle -= 1
+                if self._stopping:
+                    return  # waiting runs are not started: shutdown ends them
+                key, queued = self._queue.popitem(last=False)
+                self._active.add(key)
+            self._run(key, queued)
+
+    def _report_later(self, key: _Key, files: RunFiles, outcome: Outcome) -> None:
+        with self._lock:
+            self._reporting.add(key)
+            self._to_report.append((key, files, outcome))
+            if self._reporter is None and not self._stopping:
+                self._reporter = threading.Thread(
+                    target=self._report_ended, name="cronwf-run-reporter", daemon=True
+                )
+                self._reporter.start()
+            self._wake.notify_all()
+
+    def _report_ended(self) -> None:
+        """Report the runs the executor ended itself (a worker may not be free for long)."""
+        while True:
+            with self._lock:
+                self._wake.wait_for(lambda: bool(self._to_report) or self._stopping)
+                if self._stopping:
+                    return  # their outcome files are reported by the next start
+                key, files, outcome = self._to_report.popleft()
+            try:
+                self._conclude(files, outcome)
+            finally:
+                with self._lock:
+                    self._reporting.discard(key)
+                    self._ending.discard(key)
+
+    def _run(self, key: _Key, queued: _Queued) -> None:
+        files, run = queued.files, queued.run
         try:
-            ended = self._execute(spec, scheduled_at, files, run, log_file)
+            ended = self._execute(queued)
         except Exception as error:  # an executor bug must not lose the run's completion
             log.exception("local run %s/%s failed unexpectedly", *key)
             ended = self._end_here(
                 files, run, WorkflowPhase.ERROR, f"local executor error: {error}"
             )
         finally:
-            with contextlib.suppress(OSError):
-                log_file.close()
             with self._lock:
                 self._supervisors.pop(key, None)
                 self._terminating.discard(key)
@@ -370,24 +515,27 @@ class LocalExecutor:
         finally:
             # Forgotten only once reported: until then the run is ours (see spawned_here).
             with self._lock:
-                self._threads.pop(key, None)
+                self._active.discard(key)
                 self._ending.discard(key)
 
-    def _execute(
-        self,
-        spec: CronWorkflowSpec,
-        scheduled_at: datetime,
-        files: RunFiles,
-        run: Identity,
-        log_file: BinaryIO,
-    ) -> Outcome | Interrupted:
-        try:
-            local = plan_run(spec, scheduled_at, self._default_timeout)
-        except _Unrunnable as error:
-            log_file.close()
-            return self._end_here(files, run, WorkflowPhase.ERROR, str(error))
-        log_file.write(f"# $ {shlex.join(local.argv)}\n".encode())
-        log_file.close()  # from here on the supervisor appends to the log
+    def _execute(self, queued: _Queued) -> Outcome | Interrupted:
+        files, run = queued.files, queued.run
+        waited = time.monotonic() - queued.queued_at
+        with open(files.log, "ab") as log_file:
+            if waited >= 0.1:
+                log_file.write(
+                    f"# waited {waited:.1f}s for a local run slot (--max-local-runs "
+                    f"{self._max_running})\n".encode()
+                )
+            try:
+                local = plan_run(queued.spec, queued.scheduled_at, self._default_timeout)
+            except Unrunnable as error:
+                log_file.close()
+                return self._end_here(files, run, WorkflowPhase.ERROR, str(error))
+            for note in local.notes:
+                log_file.write(f"# {note}\n".encode())
+            log_file.write(f"# $ {shlex.join(local.argv)}\n".encode())
+        # From here on the supervisor appends to the log.
         # Supervisors start a few at a time: a burst of runs starting as many interpreters
         # at once would starve this process, and every spawn() would wait for the CPU.
         with self._starting:
@@ -406,6 +554,16 @@ class LocalExecutor:
             return self._end_here(files, run, WorkflowPhase.ERROR, message)
         return ended
 
+    def _environment(self, run: Identity, local: LocalRun) -> dict[str, str]:
+        """The run's whole environment: the base, Argo's names for the pod and its container
+        (one pod per Workflow here, named after it), then the template's ``env``."""
+        return {
+            **self._base_env,
+            "ARGO_POD_NAME": run.workflow,
+            "ARGO_CONTAINER_NAME": "main",
+            **local.env,
+        }
+
     def _start_supervisor(
         self, files: RunFiles, run: Identity, local: LocalRun
     ) -> subprocess.Popen[bytes] | Outcome | Interrupted:
@@ -420,6 +578,7 @@ class LocalExecutor:
                     stdout=subprocess.PIPE,
                     stderr=stderr,
                     cwd=_PACKAGE_ROOT,
+                    env=self._base_env,  # none of the service's secrets
                     start_new_session=True,  # outlives cronwf; no signal of cronwf's group
                 )
             except OSError as error:
@@ -431,7 +590,7 @@ class LocalExecutor:
             # Recorded before the plan is handed over: when the command runs, it can be found.
             record = Record(run, supervisor.pid, token)
             write_json(files.record, record.to_dict(), durable=False, exclusive=False)
-            plan = Plan(run, local.argv, local.env, local.timeout, local.script)
+            plan = Plan(run, local.argv, self._environment(run, local), local.timeout, local.script)
             try:
                 supervisor.stdin.write(plan.to_json())
                 supervisor.stdin.close()
@@ -519,13 +678,11 @@ class LocalExecutor:
         return self._clock() - timedelta(seconds=max(0.0, time.time() - finished_at))
 
     def running(self) -> list[tuple[str, str]]:
-        """``(namespace, workflow)`` of the runs in progress, recovered ones included."""
+        """``(namespace, workflow)`` of the runs in progress, waiting and recovered ones
+        included."""
         with self._lock:
-            going = [*self._threads_alive(), *self._watched]
+            going = [*self._active, *self._queue, *self._watched]
             return [key for key in going if key not in self._ending]
-
-    def _threads_alive(self) -> Sequence[_Key]:
-        return [key for key, thread in self._threads.items() if thread.is_alive()]
 
     # -- runs of earlier processes ---------------------------------------------------------
 
@@ -544,8 +701,10 @@ class LocalExecutor:
             with self._lock:
                 if self._stopping:
                     break
-                if key in self._threads or key in self._watched:
+                if key in self._active or key in self._queue or key in self._watched:
                     continue  # ours already
+                if key in self._reporting:
+                    continue
             if settled:  # seen through, but the process died before it tidied up
                 for leftover in (files.outcome, files.record):
                     with contextlib.suppress(FileNotFoundError):
@@ -591,7 +750,11 @@ class LocalExecutor:
         for folder in folders:
             if not folder.is_dir():
                 continue
-            names = {entry.name for entry in os.scandir(folder.path)}
+            try:
+                names = {entry.name for entry in os.scandir(folder.path)}
+            except OSError as error:  # the others are still looked at
+                log.error("cannot look for earlier runs in %s: %s", folder.path, error)
+                continue
             stems = {
                 name.removesuffix(suffix)
                 for name in names
@@ -647,17 +810,23 @@ class LocalExecutor:
         so they are not counted (like a Workflow deleted before it finished). Each is marked
         interrupted before it is signalled, so that it is not reported later either, not even
         if this process dies before the run is over. A run that ended on its own first is
-        still reported.
+        still reported. Runs waiting for a slot are not started: they end interrupted too.
         """
         deadline = time.monotonic() + grace
         with self._lock:
             self._stopping = True
-            own = {key: self._threads[key] for key in self._threads_alive()}
+            self._wake.notify_all()
+            workers = [*self._workers, *([self._reporter] if self._reporter else [])]
             # A run being reported ended on its own: it is neither marked nor signalled.
-            stopped = [key for key in own if key not in self._ending]
+            stopped = [key for key in self._active if key not in self._ending]
+            waiting = list(self._queue.values())
+            self._queue.clear()
             watched = {k: run for k, run in self._watched.items() if k not in self._ending}
             watcher = self._watcher
         self._stop_watching.set()
+        for queued in waiting:
+            if self._interrupt(queued.files):
+                self._settle(queued.files, queued.files.interrupted)
         for key in stopped:
             self._interrupt(self._files(*key))
         interrupted = {key for key, run in watched.items() if self._interrupt(run.files)}
@@ -669,7 +838,7 @@ class LocalExecutor:
             _signal_recorded(run.record, signal.SIGTERM)
         if watcher is not None:
             watcher.join(max(0.0, deadline - time.monotonic()))
-        for thread in own.values():
+        for thread in workers:
             thread.join(max(0.0, deadline - time.monotonic()))
         _wait_until_gone([run.record for run in watched.values()], deadline)
         with self._lock:  # supervisors that became ready meanwhile are in the list now
@@ -686,6 +855,34 @@ class LocalExecutor:
                 log.exception("%s/%s: the end of the run cannot be seen through", *key)
         with self._lock:
             self._watched.clear()
+
+
+def _unsafe_component(value: str, suffix: str) -> str | None:
+    """Why ``value`` (plus ``suffix``) cannot be one file name in a folder; None if it can."""
+    if not value:
+        return "is empty"
+    if value in (".", ".."):
+        return "is a reference to a folder, not a folder name"
+    for character, what in (("/", "a '/'"), ("\0", "a NUL character")):
+        if character in value:
+            return f"contains {what}"
+    try:
+        size = len(os.fsencode(value + suffix))
+    except UnicodeError:
+        return "cannot be written as a file name on this system"
+    if size > _NAME_MAX:
+        return (
+            f"is too long for a file name: {size} bytes with the suffix {suffix!r}, where the "
+            f"file system takes {_NAME_MAX}"
+            if suffix
+            else f"is too long for a folder name: {size} bytes, where the file system takes "
+            f"{_NAME_MAX}"
+        )
+    return None
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
 def _signal(supervisor: subprocess.Popen[bytes], sig: signal.Signals) -> None:

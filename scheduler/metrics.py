@@ -37,7 +37,7 @@ from policies.decision import ErrorReason, LostReason, MissedReason, WorkflowPha
 from policies.schedule import Schedule
 from scheduler.engine import Completed, Error, Event, Lost, Missed, Skipped, Spawned, Stopped
 
-__all__ = ["CronWorkflowGauges", "FleetView", "Metrics", "expected_interval"]
+__all__ = ["CronWorkflowGauges", "FleetView", "LocalRuns", "Metrics", "expected_interval"]
 
 _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _INTERVAL_SAMPLES = 64
@@ -102,6 +102,11 @@ class FleetView(Protocol):
         (``file``), now."""
 
 
+class LocalRuns(Protocol):
+    def local_runs(self) -> tuple[int, int, int]:
+        """Local runs ``(running, waiting for a slot, refused so far)`` (embedded mode)."""
+
+
 _Labels = tuple[str, str]
 
 
@@ -122,6 +127,7 @@ class Metrics(Collector):
         self._spec_errors = 0
         self._expression_errors = 0
         self._fleet: FleetView | None = None
+        self._local_runs: LocalRuns | None = None
         self.schedule_lag = Histogram(
             "cronwf_schedule_lag_seconds",
             "Time from a scheduled instant to its Workflow being created.",
@@ -136,6 +142,10 @@ class Metrics(Collector):
     def attach(self, fleet: FleetView) -> None:
         """Read per-CronWorkflow gauges from ``fleet`` at scrape time."""
         self._fleet = fleet
+
+    def attach_local_runs(self, executor: LocalRuns) -> None:
+        """Expose the local executor's slots at scrape time (embedded mode only)."""
+        self._local_runs = executor
 
     # -- Observer ---------------------------------------------------------------------------
 
@@ -271,6 +281,8 @@ class Metrics(Collector):
             value=expression_errors,
         )
         yield from self._fleet_gauges(fleet, last_success, stopped)
+        if self._local_runs is not None:
+            yield from _local_run_metrics(*self._local_runs.local_runs())
 
     def _fleet_gauges(
         self,
@@ -359,6 +371,23 @@ class Metrics(Collector):
         for kind in _MANIFEST_ERROR_KINDS:
             manifest_errors.add_metric([kind], errors.get(kind, 0))
         yield manifest_errors
+
+
+def _local_run_metrics(running: int, waiting: int, refused: int) -> Iterator[Metric]:
+    runs = GaugeMetricFamily(
+        "cronwf_local_runs",
+        "Local runs executing (running) and spawned but waiting for a slot (waiting).",
+        labels=["state"],
+    )
+    runs.add_metric(["running"], running)
+    runs.add_metric(["waiting"], waiting)
+    yield runs
+    yield CounterMetricFamily(
+        "cronwf_local_runs_refused",
+        "Spawned local runs that ended Error at once: --max-local-runs were running and "
+        "--max-waiting-local-runs waiting.",
+        value=refused,
+    )
 
 
 def _latest(*times: float | None) -> float | None:

@@ -69,7 +69,13 @@ from scheduler.engine import (
     Stopped,
     StoreUnavailable,
 )
-from scheduler.executor import LocalExecutor, RunFinished, plan_run
+from scheduler.executor import (
+    DEFAULT_MAX_LOCAL_RUNS,
+    DEFAULT_MAX_WAITING_LOCAL_RUNS,
+    LocalExecutor,
+    RunFinished,
+    plan_run,
+)
 from scheduler.files import FileSource, Snapshot
 from scheduler.http import Readiness, StatusServer
 from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, ObservedRun, WorkflowWatcher
@@ -195,6 +201,10 @@ class ServiceConfig:
     lost_after: float = 900.0
     """How long after its start an active run that nobody here can observe, and whose end no
     report brought, is lost. A local run is never lost before its own time limit."""
+    max_local_runs: int = DEFAULT_MAX_LOCAL_RUNS
+    """Embedded mode: local runs executing at once."""
+    max_waiting_local_runs: int = DEFAULT_MAX_WAITING_LOCAL_RUNS
+    """Embedded mode: spawned local runs waiting for a slot; beyond, a run ends Error."""
 
 
 _COLLECT_WHEN_IDLE_AFTER = 10_000
@@ -306,8 +316,14 @@ class Service:
         self.watcher: WorkflowWatcher | None = None
         if self.cluster is None:
             self.executor = LocalExecutor(
-                self.config.state_dir, self.on_finished, self.config.run_timeout, self.clock
+                self.config.state_dir,
+                self.on_finished,
+                self.config.run_timeout,
+                self.clock,
+                max_running=self.config.max_local_runs,
+                max_waiting=self.config.max_waiting_local_runs,
             )
+            self.metrics.attach_local_runs(self.executor)
             sink = self.executor
             self.source = FileSource(self.config.manifests)
         else:

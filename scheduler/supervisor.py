@@ -145,8 +145,9 @@ class Identity:
 
 
 class Plan:
-    """What the supervisor runs: the command line, its environment, its time limit, and the
-    script to write to a file and append to the command line (``script`` templates)."""
+    """What the supervisor runs: the command line, its whole environment (the supervisor adds
+    nothing, and inherits only a minimal one itself), its time limit, and the script to write
+    to a file and append to the command line (``script`` templates)."""
 
     __slots__ = ("argv", "env", "run", "script", "timeout")
 
@@ -423,7 +424,7 @@ class _Supervisor:
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
                         cwd=workdir,
-                        env={**os.environ, **plan.env},
+                        env=plan.env,  # the whole of it: nothing of cronwf's
                         start_new_session=True,  # a group of its own, signalled as a whole
                     )
                 except OSError as error:
