@@ -354,6 +354,9 @@ class KubeSource:
 
     def __init__(self, api: client.ApiClient, namespace: str, instance_id: str) -> None:
         self._informer = _Informer(api, CRON_WORKFLOWS, namespace, instance_selector(instance_id))
+        self._warned: dict[str, tuple[str, ...]] = {}
+        """The unknown fields last logged for each CronWorkflow: logged again only when they
+        change, not at every poll."""
 
     def start(self) -> None:
         self._informer.start()
@@ -377,9 +380,25 @@ class KubeSource:
             for loaded in load_document(obj, Source(where, None)).entries:
                 if isinstance(loaded, LoadedCronWorkflow):
                     cron_workflows[loaded.key] = _under_argos_schedule_rule(loaded.spec)
+                    self._warn_unknown_fields(loaded)
                 elif isinstance(loaded, ManifestError):
                     problems.append(FileProblem(where, loaded.messages))
+        for key in self._warned.keys() - cron_workflows.keys():
+            del self._warned[key]
         return Snapshot(cron_workflows, tuple(problems))
+
+    def _warn_unknown_fields(self, loaded: LoadedCronWorkflow) -> None:
+        unknown = loaded.unknown_fields
+        if self._warned.get(loaded.key, ()) == unknown:
+            return
+        self._warned[loaded.key] = unknown
+        for message in unknown:
+            log.warning(
+                "field ignored: CronWorkflow %s: %s; Argo's controller ignores it too, and "
+                "cronwf lint reports it",
+                loaded.key,
+                message,
+            )
 
 
 def _under_argos_schedule_rule(spec: CronWorkflowSpec) -> CronWorkflowSpec:

@@ -2272,3 +2272,24 @@ def test_a_redis_history_stays_the_source_of_truth_whatever_the_annotations_say(
 
     assert workflow_name("nightly", at(10)) in workflows_of(kube, "nightly")
     assert history(KEY).cursor == at(10)
+
+
+def test_source_warns_once_about_unknown_fields_and_keeps_the_cron_workflow(
+    kube: EmulatorServer, sources: Callable[..., KubeSource], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Argo's controller ignores fields it does not know: so does the source, with a warning
+    when they first appear or change, not at every poll."""
+    source = sources()
+    typo = cron_workflow("nightly")
+    typo["spec"]["concurrencypolicy"] = "Forbid"
+    kube.put("cronworkflows", typo)
+    with caplog.at_level(logging.WARNING, logger="scheduler.kube"):
+        kube.wait(lambda: keys(source) == {"argo/nightly"}, timeout=WAIT)
+        for _ in range(3):
+            source.poll()
+    warnings = [r.getMessage() for r in caplog.records if "field ignored" in r.getMessage()]
+    assert warnings == [
+        "field ignored: CronWorkflow argo/nightly: spec.concurrencypolicy: unknown field "
+        '"concurrencypolicy" (did you mean "concurrencyPolicy"?); Argo\'s controller ignores '
+        "it too, and cronwf lint reports it"
+    ]
