@@ -12,6 +12,7 @@ Run with ``python -m bench.http_bench [--idle 2000] [--slow 200] [--seconds 20]`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import socket
@@ -77,7 +78,8 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert server.stdout is not None and server.stdin is not None
+    assert server.stdout is not None
+    assert server.stdin is not None
     port = int(server.stdout.readline())
     try:
         base = (_threads(server.pid), _fds(server.pid))
@@ -93,10 +95,8 @@ def main() -> None:
         sent = 0
         while time.monotonic() < deadline:
             for sock in slow:
-                try:
+                with contextlib.suppress(OSError):  # closed by the server
                     sock.send(request[sent % len(request) : sent % len(request) + 1])
-                except OSError:
-                    pass
             sent += 1
             latencies.append(_probe(port, timeout=5))
             peak_threads = max(peak_threads, _threads(server.pid))
@@ -104,8 +104,7 @@ def main() -> None:
             time.sleep(max(0.0, 1.0 - (latencies[-1] or 0)))
         answered = [latency for latency in latencies if latency is not None]
         print(
-            f"connections opened: {len(idle)} idle, {len(slow)} slow (1 byte/s), "
-            f"in {opening:.1f} s"
+            f"connections opened: {len(idle)} idle, {len(slow)} slow (1 byte/s), in {opening:.1f} s"
         )
         print(f"server threads: {base[0]} before, {peak_threads} at peak")
         print(f"server file handles: {base[1]} before, {peak_fds} at peak")
