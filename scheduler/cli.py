@@ -9,9 +9,11 @@ Output contracts (DESIGN §11) are stable: scripts parse `-o json`, people grep 
 So the text form is one self-contained line per fact (`ok`, `error`, `warning`, `skipped`
 first, then where, then what), and the JSON form is a plain list of objects.
 
-Exit codes: 0 all good, 1 some CronWorkflow is invalid or could not be read, 2 a usage error
-(argparse's convention, also used for an unreadable `--from`). Errors about user input never
-produce a traceback. The command line is the one place that reads the real clock: `next`
+Exit codes: 0 all good, 1 some CronWorkflow is invalid or could not be read, or none was
+found, 2 a usage error (argparse's convention, also used for an unreadable `--from` and for a
+bad value of a ``CRONWF_`` variable). Errors about user input never produce a traceback.
+Settings: a flag's environment variable is read by its own command only, once parsed
+(:class:`_FromEnvironment`). The command line is the one place that reads the real clock: `next`
 starts from now unless `--from` is given, and `lint` judges "fires in the next 5 years" from now.
 """
 
