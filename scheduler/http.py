@@ -294,6 +294,9 @@ class StatusServer:
             adjustments = self._adjustments(host, port, threads, connection_limit, idle_timeout)
         except ValueError:  # waitress's word for a host it cannot resolve
             raise OSError(f"{host!r} is not an address or host name of this machine") from None
+        # waitress logs every request that waits for a thread: under a flood, a log line per
+        # request. Waiting is bounded by the connection limit here, and expected.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._map: dict[int, Any] = {}
         self._server = _BoundedServer(
             StatusApp(registry, readiness), map=self._map, adj=adjustments

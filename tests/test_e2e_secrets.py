@@ -52,9 +52,11 @@ def test_an_unreachable_redis_is_named_in_the_log_and_on_readyz_without_its_pass
         if replica.process.poll() is not None:
             pytest.fail(f"serve exited with {replica.process.returncode}")
         state = replica.readiness()
-        return state[1] if state is not None and state[0] == 503 else None
+        if state is None or state[0] != 503 or state[1]["storeReachable"] is not False:
+            return None  # starting: sources not loaded yet, or Redis not tried yet
+        return state[1]
 
-    body = eventually("/readyz answers 503", 15.0, unready)
+    body = eventually("/readyz answers 503, the store unreachable", 15.0, unready)
     assert body["storeReachable"] is False
     assert f"Redis at {shown} is unreachable" in str(body["storeError"])
     metrics = replica.get("/metrics")

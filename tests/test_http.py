@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import resource
 import socket
 import threading
@@ -524,3 +525,22 @@ def test_a_request_header_over_the_limit_is_refused(server: StatusServer) -> Non
         assert connection.getresponse().status == 431
     finally:
         connection.close()
+
+
+def test_requests_waiting_for_a_thread_are_not_logged_one_by_one(
+    server: StatusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """waitress logs a warning per request that waits for a thread: under a flood, a log
+    line per request. Waiting is bounded by the connection limit, and expected."""
+    clients = [_open(server.port) for _ in range(40)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            for sock in clients:  # all sent before any is read: most wait for a thread
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: cronwf\r\n\r\n")
+            for sock in clients:
+                sock.settimeout(5)
+                assert sock.recv(12) == b"HTTP/1.1 200"
+        assert not [r for r in caplog.records if r.name.startswith("waitress")]
+    finally:
+        for sock in clients:
+            sock.close()
