@@ -28,9 +28,10 @@ system-deps:
 
 run: $(STAMP)
 	$(BIN)/cronwf lint $(EXAMPLES)
-	@echo "cronwf: serving $(EXAMPLES); metrics on http://localhost:$(PORT)/metrics," \
+	@echo "cronwf: serving $(EXAMPLES); metrics on http://127.0.0.1:$(PORT)/metrics (this" \
+		"machine only: --host 127.0.0.1)," \
 		"health on /healthz and /readyz, run logs in .state/runs; Ctrl-C stops"
-	$(BIN)/cronwf serve --manifests $(EXAMPLES) --state-dir .state --port $(PORT)
+	$(BIN)/cronwf serve --manifests $(EXAMPLES) --state-dir .state --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check scheduler policies tests bench

@@ -9,9 +9,11 @@ Output contracts (DESIGN §11) are stable: scripts parse `-o json`, people grep 
 So the text form is one self-contained line per fact (`ok`, `error`, `warning`, `skipped`
 first, then where, then what), and the JSON form is a plain list of objects.
 
-Exit codes: 0 all good, 1 some CronWorkflow is invalid or could not be read, 2 a usage error
-(argparse's convention, also used for an unreadable `--from`). Errors about user input never
-produce a traceback. The command line is the one place that reads the real clock: `next`
+Exit codes: 0 all good, 1 some CronWorkflow is invalid or could not be read, or none was
+found, 2 a usage error (argparse's convention, also used for an unreadable `--from` and for a
+bad value of a ``CRONWF_`` variable). Errors about user input never produce a traceback.
+Settings: a flag's environment variable is read by its own command only, once parsed
+(:class:`_FromEnvironment`). The command line is the one place that reads the real clock: `next`
 starts from now unless `--from` is given, and `lint` judges "fires in the next 5 years" from now.
 """
 
@@ -25,6 +27,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -54,8 +57,11 @@ from scheduler.manifests import (
 from scheduler.redis_history import (
     RedisHistory,
     RedisRunReports,
+    RedisURLError,
     check_eviction_policy,
     connect,
+    redact_url,
+    valid_redis_url,
 )
 from scheduler.redis_lock import PublishedFence, RedisLeaderLock
 from scheduler.runtime import (
@@ -103,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cronwf",
         description="Schedule Argo CronWorkflows: lint manifests, preview their next runs.",
     )
@@ -266,12 +272,14 @@ def _run_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         reports.append(report)
         if args.output == "text":
             _print_lint_report(report, out)
+    if not reports:
+        _print_nothing_found(args.paths, err if args.output == "json" else out)
     if args.output == "json":
         json.dump(reports, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
         out.write(_lint_summary(reports) + "\n")
-    return 0 if all(report["valid"] for report in reports) else 1
+    return 0 if reports and all(report["valid"] for report in reports) else 1
 
 
 def _lint_report(
@@ -335,6 +343,17 @@ def _print_notice(notice: ManifestNotice, stream: TextIO) -> None:
     stream.write(f"{notice.category:<7} {notice}\n")
 
 
+def _print_nothing_found(paths: Sequence[str], stream: TextIO) -> None:
+    """Zero CronWorkflows is an error, as in Argo's CLI: a wrong path or a folder of other
+    manifests would otherwise pass a check that checked nothing."""
+    stream.write(
+        f"error   no CronWorkflow found in {', '.join(paths)}: searched the *.yaml and *.yml "
+        "files (in folders recursively, hidden ones skipped) for documents of kind "
+        "CronWorkflow; check the path, or that the manifests say apiVersion: "
+        "argoproj.io/v1alpha1 and kind: CronWorkflow\n"
+    )
+
+
 # --- next -------------------------------------------------------------------------------------
 
 
@@ -371,6 +390,9 @@ def _run_next(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     start: datetime.datetime = args.start or datetime.datetime.now(datetime.UTC)
     for notice in manifests.notices:
         _print_notice(notice, err)
+    if not manifests.entries:
+        _print_nothing_found(args.paths, err)
+        return 1
     previews: list[dict[str, Any]] = []
     failed = False
     for entry in manifests.entries:
@@ -491,6 +513,9 @@ def _run_simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     manifests = load_paths(args.paths)
     for notice in manifests.notices:
         _print_notice(notice, err)
+    if not manifests.entries:
+        _print_nothing_found(args.paths, err)
+        return 1
     failed = False
     for error in manifests.errors:
         where = f"{error.source} {error.key}" if error.key else str(error.source)
@@ -535,9 +560,89 @@ def _run_simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # --- serve ------------------------------------------------------------------------------------
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    """The ``CRONWF_<NAME>`` environment variable behind a flag (flags win)."""
-    return os.environ.get(f"CRONWF_{name}", default)
+@dataclass(frozen=True)
+class _FromEnvironment:
+    """A flag's default, read from ``CRONWF_<name>`` only once its own command is parsed.
+
+    Reading every command's variables when the parser is built made ``CRONWF_PORT=abc
+    cronwf lint ...`` end in a traceback. Now a subcommand's parser resolves the defaults of
+    its own flags only (:class:`_Parser`), converted by the flag's ``type`` (or ``parse``),
+    and a bad value is a usage error naming the variable. An empty variable counts as unset.
+    """
+
+    name: str
+    fallback: str | Callable[[], str | None] | None = None
+    """Used when the variable is unset; a callable is asked then (not at start-up)."""
+    parse: Callable[[str], Any] | None = None
+    """Converts the text instead of the flag's ``type`` (for flags that take no value)."""
+
+    @property
+    def variable(self) -> str:
+        return f"CRONWF_{self.name}"
+
+
+def _env(
+    name: str,
+    default: str | Callable[[], str | None] | None = None,
+    *,
+    parse: Callable[[str], Any] | None = None,
+) -> _FromEnvironment:
+    """The ``CRONWF_<NAME>`` environment variable behind a flag (flags win), as a default."""
+    return _FromEnvironment(name, default, parse)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Resolves the environment defaults of its own arguments after parsing them."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if isinstance(value, _FromEnvironment):
+                setattr(parsed, action.dest, self._resolve(action, value))
+        return parsed, extras
+
+    def _resolve(self, action: argparse.Action, default: _FromEnvironment) -> Any:
+        text = os.environ.get(default.variable) or None
+        source: str | None = default.variable
+        if text is None:
+            fallback = default.fallback() if callable(default.fallback) else default.fallback
+            if fallback is None:
+                return None
+            text, source = fallback, None
+        convert: Callable[[str], Any] = default.parse or action.type or str  # type: ignore[assignment]
+        try:
+            value = convert(text)
+        except argparse.ArgumentTypeError as error:
+            problem = str(error)
+        except (TypeError, ValueError):
+            problem = f"invalid value {text!r}"
+        else:
+            if action.choices is None or value in action.choices:
+                return value
+            choices = ", ".join(repr(choice) for choice in action.choices)
+            problem = f"invalid choice: {text!r} (choose from {choices})"
+        if source is None:  # a built-in default that does not parse: a bug here
+            raise AssertionError(f"the default of {action.dest}, {text!r}, is invalid: {problem}")
+        return self.error(f"{source}: {problem}")
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: write true or false")
+
+
+def _redis_url(text: str) -> str:
+    try:
+        return valid_redis_url(text)
+    except RedisURLError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _seconds(text: str) -> float:
@@ -582,6 +687,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     )
     command.add_argument(
         "--redis-url",
+        type=_redis_url,
         default=_env("REDIS_URL"),
         metavar="URL",
         help="Redis for run history and leadership, e.g. redis://localhost:6379/0; several "
@@ -590,7 +696,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(_env("STATE_DIR", ".cronwf") or ".cronwf"),
+        default=_env("STATE_DIR", ".cronwf"),
         metavar="DIR",
         help="where the local executor writes run logs (CRONWF_STATE_DIR; default: .cronwf)",
     )
@@ -602,12 +708,12 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument(
         "--port",
         type=_port,
-        default=_port(_env("PORT", "9090") or "9090"),
+        default=_env("PORT", "9090"),
         help="port of /metrics, /healthz and /readyz (CRONWF_PORT; default: 9090)",
     )
     command.add_argument(
         "--identity",
-        default=_env("IDENTITY") or _default_identity(),
+        default=_env("IDENTITY", _default_identity),
         help="this replica's name in the leader lock (CRONWF_IDENTITY; default: POD_NAME, "
         "else host name and process id)",
     )
@@ -633,14 +739,14 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
         command.add_argument(
             flag,
             type=_seconds,
-            default=_seconds(_env(env, default) or default),
+            default=_env(env, default),
             metavar="D",
             help=f"{text} (CRONWF_{env}; default: {default})",
         )
     command.add_argument(
         "--kubernetes",
         action="store_true",
-        default=(_env("KUBERNETES", "") or "").lower() in ("1", "true", "yes"),
+        default=_env("KUBERNETES", "false", parse=_boolean),
         help="read CronWorkflows from the cluster and create Workflows there, electing a "
         "leader with a Lease (CRONWF_KUBERNETES)",
     )
@@ -671,7 +777,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     )
     command.add_argument(
         "--lease-namespace",
-        default=_env("LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+        default=_env("LEASE_NAMESPACE", lambda: os.environ.get("POD_NAMESPACE") or "default"),
         help="Kubernetes mode: namespace of the leader Lease (CRONWF_LEASE_NAMESPACE; "
         "default: POD_NAMESPACE, else default)",
     )
@@ -694,7 +800,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
         command.add_argument(
             flag,
             type=_seconds,
-            default=_seconds(_env(env, default) or default),
+            default=_env(env, default),
             metavar="D",
             help=f"Kubernetes mode: {text} (CRONWF_{env}; default: {default})",
         )
@@ -732,7 +838,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument(
         "--metrics-without-name",
         action="store_true",
-        default=(_env("METRICS_WITHOUT_NAME", "") or "").lower() in ("1", "true", "yes"),
+        default=_env("METRICS_WITHOUT_NAME", "false", parse=_boolean),
         help="drop the name label from per-CronWorkflow metrics, for fleets of tens of "
         "thousands (CRONWF_METRICS_WITHOUT_NAME)",
     )
@@ -745,7 +851,7 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
-        default=(_env("LOG_LEVEL", "info") or "info").lower(),
+        default=_env("LOG_LEVEL", "info", parse=str.lower),
         help="(CRONWF_LOG_LEVEL; default: info)",
     )
     command.set_defaults(handler=_run_serve)
@@ -753,7 +859,9 @@ def _add_serve_command(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     configure_logging(args.log_format, args.log_level)
-    manifests = args.manifests or [p for p in (_env("MANIFESTS") or "").split(":") if p]
+    manifests = args.manifests or [
+        p for p in os.environ.get("CRONWF_MANIFESTS", "").split(":") if p
+    ]
     if args.kubernetes and manifests:
         err.write(
             "cronwf serve: error: --kubernetes reads CronWorkflows from the cluster: "
@@ -897,6 +1005,7 @@ def _add_history_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.add_argument("cron_workflow", metavar="NAMESPACE/NAME")
     command.add_argument(
         "--redis-url",
+        type=_redis_url,
         default=_env("REDIS_URL"),
         metavar="URL",
         help="the Redis of the service (CRONWF_REDIS_URL)",
@@ -928,7 +1037,7 @@ def _run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"cronwf history: error: {error}\n")
         return 1
     if history is None:
-        err.write(f"cronwf history: no history for {key} in {args.redis_url}\n")
+        err.write(f"cronwf history: no history for {key} in {redact_url(args.redis_url)}\n")
         return 1
     report: dict[str, Any] = {
         "cronWorkflow": key,

@@ -92,6 +92,7 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ from typing import Any, Protocol, TypeAlias, cast
 
 import fakeredis
 import redis
+import redis.connection
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
@@ -129,13 +131,16 @@ __all__ = [
     "RedisClient",
     "RedisHistory",
     "RedisRunReports",
+    "RedisURLError",
     "WriteConflict",
     "check_eviction_policy",
     "connect",
     "decode_time",
     "describe_client",
     "encode_time",
+    "redact_url",
     "redis_errors",
+    "valid_redis_url",
 ]
 
 DEFAULT_PREFIX = "cronwf"
@@ -170,7 +175,8 @@ class WriteConflict(StoreUnavailable):
 
 
 def describe_client(client: RedisClient) -> str:
-    """Where ``client`` points, for error messages: host, port and database, never a password."""
+    """Where ``client`` points, for messages: scheme, user, host, port and database, with
+    ``***`` for a password (``rediss://app:***@redis:6380/0``, ``unix:///run/redis.sock?db=0``)."""
     pool = client.connection_pool
     service = getattr(pool, "service_name", None)
     if service:
@@ -178,10 +184,80 @@ def describe_client(client: RedisClient) -> str:
     kwargs: Mapping[str, Any] = pool.connection_kwargs
     if "server" in kwargs:
         return "the in-process store (fakeredis)"
+    user = kwargs.get("username") or ""
+    credentials = f"{user}:***@" if kwargs.get("password") else f"{user}@" if user else ""
     if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        return f"unix://{credentials}{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
     host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
-    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+    if ":" in str(host):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{scheme}://{credentials}{host}:{port}/{kwargs.get('db', 0)}"
+
+
+class RedisURLError(ValueError):
+    """A Redis URL that cannot be used; the message shows it with its password redacted."""
+
+
+_SCHEMES = ("redis", "rediss", "unix")
+_URL_FORMS = (
+    "write redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... for TLS, or "
+    "unix://[[USER]:PASSWORD@]/PATH[?db=DB]"
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, everything else as given.
+
+    Whatever precedes the last ``@`` is taken as the credentials, so a password holding an
+    unescaped ``/``, ``?``, ``#`` or ``@`` is hidden too (over-hiding, never showing).
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    return f"{scheme}{separator}{user}{':***' if colon else ''}@{rest[at + 1 :]}"
+
+
+def valid_redis_url(url: str) -> str:
+    """``url`` when it is a Redis URL a client can be built from; else :class:`RedisURLError`
+    saying what is wrong and what to write, the URL shown redacted."""
+    shown = repr(redact_url(url))
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in _SCHEMES:
+        raise RedisURLError(f"{shown} is not a Redis URL: {_URL_FORMS}")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest and "@" not in authority:
+        raise RedisURLError(
+            f"{shown}: the password holds a '/', '?' or '#': percent-encode it "
+            "(%2F, %3F, %23; '@' is %40)"
+        )
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RedisURLError(
+            f"{shown}: the port must be a number from 1 to 65535, e.g. redis://redis:6379/0"
+        ) from None
+    if scheme == "unix":
+        if not parts.path:
+            raise RedisURLError(f"{shown}: give the socket's path, e.g. unix:///run/redis.sock")
+    else:
+        if port == 0:
+            raise RedisURLError(f"{shown}: the port must be a number from 1 to 65535")
+        if parts.path not in ("", "/") and not re.fullmatch(r"/\d+", parts.path):
+            raise RedisURLError(
+                f"{shown}: the database must be a number (redis://HOST:PORT/DB), "
+                f"got {parts.path[1:]!r}"
+            )
+    try:
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as error:  # options in the query string; redis-py names, never shows
+        raise RedisURLError(f"{shown}: {error}") from None
+    return url
 
 
 @contextmanager
@@ -1007,7 +1083,8 @@ def connect(url: str, **options: Any) -> RedisClient:
       the call's retry replaces one that died silently.
 
     A restarted server is picked up by the same client on the next call. ``options`` go to
-    ``redis.Redis.from_url`` and override these.
+    ``redis.Redis.from_url`` and override these. A malformed ``url`` is a
+    :class:`RedisURLError` (its message shows the URL without its password).
     """
     defaults: dict[str, Any] = {
         "socket_connect_timeout": 1.0,
@@ -1017,7 +1094,7 @@ def connect(url: str, **options: Any) -> RedisClient:
         "decode_responses": True,
         "client_name": "cronwf",
     }
-    return redis.Redis.from_url(url, **{**defaults, **options})
+    return redis.Redis.from_url(valid_redis_url(url), **{**defaults, **options})
 
 
 # --------------------------------------------------------------------------------------------

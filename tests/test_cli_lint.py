@@ -292,19 +292,22 @@ def test_other_kinds_are_reported_as_skipped_and_do_not_fail_the_lint(
     assert err.splitlines() == [lines[0], lines[2]]
 
 
-def test_an_empty_file_warns_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_file_warns_and_fails_as_nothing_was_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 12: zero CronWorkflows found is an error (exit 1), as in Argo's CLI; it was
+    ``ok`` with exit 0. More cases in test_cli_settings.py."""
     path = PROBLEMS / "empty.yaml"
 
     code, lines = lint_text(capsys, path)
     json_code, reports, err = lint_json(capsys, path)
 
-    assert (code, json_code) == (0, 0)
-    assert lines == [
-        f"warning {path}: no CronWorkflow found",
-        "0 CronWorkflows: 0 valid, 0 invalid, 0 warnings",
-    ]
+    assert (code, json_code) == (1, 1)
+    assert lines[0] == f"warning {path}: no CronWorkflow found"
+    assert lines[1].startswith(f"error   no CronWorkflow found in {path}: searched")
+    assert lines[2] == "0 CronWorkflows: 0 valid, 0 invalid, 0 warnings"
     assert reports == []
-    assert err == f"warning {path}: no CronWorkflow found\n"
+    assert err.splitlines() == lines[:2]
 
 
 def test_the_deprecated_single_schedule_is_valid_with_a_warning(

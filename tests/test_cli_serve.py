@@ -39,7 +39,10 @@ def test_a_malformed_worker_count_in_the_environment_is_refused_with_its_value(
     monkeypatch.setenv("CRONWF_WORKERS", "many")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve"])
-    assert "argument --workers: 'many' is not a whole number" in capsys.readouterr().err
+    # The variable is named, not the flag: the operator did not write --workers.
+    assert "cronwf serve: error: CRONWF_WORKERS: 'many' is not a whole number" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_manifests_path_that_cannot_be_read_is_an_argument_error_not_a_traceback(

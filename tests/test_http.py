@@ -6,8 +6,14 @@ codes, content types and bodies are what probes, Prometheus and operators with `
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import logging
+import resource
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -15,7 +21,13 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
 from scheduler.files import FileProblem
-from scheduler.http import SOURCE_ERRORS_SHOWN, Readiness, StatusServer
+from scheduler.http import (
+    CONNECTION_LIMIT,
+    MAX_REQUEST_HEADER,
+    SOURCE_ERRORS_SHOWN,
+    Readiness,
+    StatusServer,
+)
 
 
 @dataclass
@@ -268,3 +280,267 @@ def test_stop_closes_the_port(registry: CollectorRegistry) -> None:
             connection.request("GET", "/healthz")
     finally:
         connection.close()
+
+
+def test_head_answers_like_get_without_a_body(server: StatusServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("HEAD", "/healthz")
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+        assert response.getheader("Content-Length") == "3"
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_other_methods_are_405_naming_the_allowed_ones(server: StatusServer, method: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request(method, "/healthz", body=b"")
+        response = connection.getresponse()
+        assert response.status == 405
+        assert response.getheader("Allow") == "GET, HEAD"
+    finally:
+        connection.close()
+
+
+def test_the_server_names_itself_cronwf(server: StatusServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().getheader("Server") == "cronwf"
+    finally:
+        connection.close()
+
+
+def test_a_host_that_does_not_resolve_is_an_os_error_naming_it(
+    registry: CollectorRegistry,
+) -> None:
+    """The service reports it as "cannot serve on HOST:PORT", not with a traceback."""
+    with pytest.raises(OSError, match=r"'no-such-host\.invalid' is not an address"):
+        StatusServer("no-such-host.invalid", 0, registry, ReadinessState())
+
+
+# -- many clients: idle, slow, at the connection limit ---------------------------------------
+
+
+def _raise_file_limit(wanted: int) -> int:
+    """Raise this process's file handle limit towards ``wanted``; return what it allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
+def _open(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    """True when the server closes ``sock`` within ``within`` seconds (EOF or a reset)."""
+    sock.settimeout(within)
+    try:
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def _keep_alive_get(sock: socket.socket, path: str = "/healthz") -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: cronwf\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply or not reply.endswith(b"ok\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    return reply
+
+
+class Ticker:
+    """Stands for the timer: wakes every 50 ms and records how late each wake-up was."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.wakes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        due = time.monotonic() + 0.05
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self.worst = max(self.worst, time.monotonic() - due)
+            self.wakes += 1
+            due += 0.05
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+IDLE_CLIENTS = 2_000
+SLOW_CLIENTS = 100
+
+
+def test_thousands_of_idle_and_slow_connections_neither_add_threads_nor_delay_a_probe_or_tick(
+    registry: CollectorRegistry,
+) -> None:
+    """Issue 12: 3,000 idle connections made 3,007 threads (a thread per connection, no
+    timeout) and used up the file handles. Now 2,000 idle and 100 slowloris connections
+    (headers a byte at a time) leave the threads as they were, at most CONNECTION_LIMIT
+    connections open on the server's side, a fresh ``/healthz`` answered, and a timer thread
+    beside the server on time (bounds loose: the machine is shared)."""
+    if _raise_file_limit(IDLE_CLIENTS + SLOW_CLIENTS + 500) < IDLE_CLIENTS + SLOW_CLIENTS + 500:
+        pytest.fail("this test needs about 2,600 file handles (ulimit -n)")
+    server = StatusServer("127.0.0.1", 0, registry, ReadinessState())
+    server.start()
+    clients: list[socket.socket] = []
+    try:
+        with Ticker() as ticker:
+            threads_before = threading.active_count()
+            clients.extend(_open(server.port) for _ in range(IDLE_CLIENTS))
+            slow = [_open(server.port) for _ in range(SLOW_CLIENTS)]
+            clients.extend(slow)
+            request = b"GET /healthz HTTP/1.1\r\nHost: cronwf\r\n"
+            latencies = []
+            for index in range(5):
+                for sock in slow:
+                    with contextlib.suppress(OSError):  # closed to make room: expected
+                        sock.send(request[index : index + 1])
+                started = time.monotonic()
+                assert get(server, "/healthz").status == 200
+                latencies.append(time.monotonic() - started)
+                assert threading.active_count() <= threads_before
+                assert len(server._server.active_channels) <= CONNECTION_LIMIT  # type: ignore[arg-type]
+                time.sleep(0.2)
+        assert max(latencies) < 2.0, latencies
+        assert ticker.wakes > 0
+        assert ticker.worst < 1.0, ticker.worst
+    finally:
+        for sock in clients:
+            sock.close()
+        server.stop()
+
+
+def test_at_the_limit_a_new_connection_closes_the_least_recently_active_idle_one(
+    registry: CollectorRegistry,
+) -> None:
+    server = StatusServer("127.0.0.1", 0, registry, ReadinessState(), connection_limit=4)
+    server.start()
+    clients = [_open(server.port) for _ in range(4)]
+    try:
+        for sock in clients:  # each answered in turn: the first is the least recently active
+            assert _keep_alive_get(sock).endswith(b"ok\n")
+            time.sleep(0.02)
+        assert _keep_alive_get(clients[0]).endswith(b"ok\n")  # now the second is
+
+        assert get(server, "/healthz").status == 200
+
+        assert _closed_by_server(clients[1], within=2.0)
+        for sock in (clients[0], clients[2], clients[3]):
+            assert _keep_alive_get(sock).endswith(b"ok\n")
+    finally:
+        for sock in clients:
+            sock.close()
+        server.stop()
+
+
+def test_a_request_trickled_byte_by_byte_is_closed_after_the_request_timeout(
+    registry: CollectorRegistry,
+) -> None:
+    """Slowloris: activity every fraction of a second never makes the connection idle; the
+    whole request must arrive within the request timeout."""
+    server = StatusServer("127.0.0.1", 0, registry, ReadinessState(), request_timeout=1.0)
+    server.start()
+    sock = _open(server.port)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200
+        closed_after = None
+        started = time.monotonic()
+        for byte in request:
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            if _closed_by_server(sock, within=0.1):
+                closed_after = time.monotonic() - started
+                break
+        assert closed_after is not None, "the slow request was never closed"
+        assert 0.9 <= closed_after < 5.0
+    finally:
+        sock.close()
+        server.stop()
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_request_timeout(
+    registry: CollectorRegistry,
+) -> None:
+    server = StatusServer("127.0.0.1", 0, registry, ReadinessState(), request_timeout=1.0)
+    server.start()
+    sock = _open(server.port)
+    try:
+        assert _closed_by_server(sock, within=5.0)
+    finally:
+        sock.close()
+        server.stop()
+
+
+def test_a_kept_alive_connection_is_closed_when_idle_longer_than_the_idle_timeout(
+    registry: CollectorRegistry,
+) -> None:
+    """Between requests the idle timeout applies, not the request timeout: a connection
+    answered once stays open past the request timeout, then closes once idle too long."""
+    server = StatusServer(
+        "127.0.0.1", 0, registry, ReadinessState(), idle_timeout=3, request_timeout=1.0
+    )
+    server.start()
+    sock = _open(server.port)
+    try:
+        assert _keep_alive_get(sock).endswith(b"ok\n")
+        assert not _closed_by_server(sock, within=2.0)
+        assert _closed_by_server(sock, within=5.0)
+    finally:
+        sock.close()
+        server.stop()
+
+
+def test_a_request_header_over_the_limit_is_refused(server: StatusServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.putrequest("GET", "/healthz")
+        connection.putheader("X-Big", "a" * (MAX_REQUEST_HEADER + 1))
+        connection.endheaders()
+        assert connection.getresponse().status == 431
+    finally:
+        connection.close()
+
+
+def test_requests_waiting_for_a_thread_are_not_logged_one_by_one(
+    server: StatusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """waitress logs a warning per request that waits for a thread: under a flood, a log
+    line per request. Waiting is bounded by the connection limit, and expected."""
+    clients = [_open(server.port) for _ in range(40)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            for sock in clients:  # all sent before any is read: most wait for a thread
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: cronwf\r\n\r\n")
+            for sock in clients:
+                sock.settimeout(5)
+                assert sock.recv(12) == b"HTTP/1.1 200"
+        assert not [r for r in caplog.records if r.name.startswith("waitress")]
+    finally:
+        for sock in clients:
+            sock.close()

@@ -18,6 +18,8 @@ import fakeredis
 import pytest
 import redis
 from conftest import RedisServer
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis_proxy import RedisProxy
 
@@ -26,11 +28,15 @@ from scheduler.engine import Change, Claim, RunRecord, StoreUnavailable
 from scheduler.redis_history import (
     FencedOut,
     RedisHistory,
+    RedisURLError,
     WriteConflict,
     check_eviction_policy,
     connect,
     decode_time,
+    describe_client,
     encode_time,
+    redact_url,
+    valid_redis_url,
 )
 from scheduler.redis_lock import RedisLeaderLock
 
@@ -505,8 +511,108 @@ def test_the_message_names_the_server_and_never_its_password() -> None:
     with pytest.raises(StoreUnavailable) as raised:
         store.load(KEY)
 
-    assert f"redis://127.0.0.1:{port}/3" in str(raised.value)
+    assert f"Redis at redis://:***@127.0.0.1:{port}/3 is unreachable" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://app:hunter2@redis:6379/0", "redis://app:***@redis:6379/0"),
+        ("redis://:hunter2@redis/2", "redis://:***@redis:6379/2"),
+        ("redis://app@redis:6379/0", "redis://app@redis:6379/0"),
+        ("rediss://app:hunter2@redis:6380/1", "rediss://app:***@redis:6380/1"),
+        ("rediss://redis", "rediss://redis:6379/0"),
+        ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+        ("unix://:hunter2@/run/redis.sock?db=3", "unix://:***@/run/redis.sock?db=3"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock?db=0"),
+    ],
+)
+def test_a_client_is_described_with_its_scheme_user_and_place_never_its_password(
+    url: str, shown: str
+) -> None:
+    """Issue 12: a TLS server showed as ``redis://``; ``rediss://`` stays ``rediss://``."""
+    assert describe_client(connect(url)) == shown
+
+
+def test_an_unreachable_tls_server_is_named_rediss_in_the_error() -> None:
+    store = RedisHistory.from_url(f"rediss://app:hunter2@127.0.0.1:{closed_port()}/0")
+
+    with pytest.raises(StoreUnavailable) as raised:
+        store.load(KEY)
+
+    assert "Redis at rediss://app:***@127.0.0.1:" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("redis://app:hunter2@redis:6379/0", "redis://app:***@redis:6379/0"),
+        ("rediss://:hunter2@redis:6380/0", "rediss://:***@redis:6380/0"),
+        ("unix://:hunter2@/run/redis.sock", "unix://:***@/run/redis.sock"),
+        ("redis://redis:6379/0", "redis://redis:6379/0"),
+        ("redis://app@redis/0", "redis://app@redis/0"),
+        ("redis://:hun/ter@2@redis/0", "redis://:***@redis/0"),
+        ("app:hunter2@redis", "app:***@redis"),
+        ("garbage", "garbage"),
+    ],
+)
+def test_redact_url_hides_the_password_and_keeps_the_rest_as_given(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
+
+
+@given(
+    user=st.text(alphabet=st.characters(blacklist_characters=":@"), max_size=8),
+    password=st.text(min_size=4, max_size=20).filter(lambda p: p.strip("*") == p),
+    scheme=st.sampled_from(["redis", "rediss", "unix", "http", ""]),
+)
+def test_a_password_never_survives_redaction(user: str, password: str, scheme: str) -> None:
+    url = f"{scheme}{'://' if scheme else ''}{user}:{password}@redis:6379/0"
+    assume(password not in f"{scheme}://{user}:***@redis:6379/0")
+    assert password not in redact_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("garbage", "'garbage' is not a Redis URL: write redis://"),
+        ("http://app:hunter2@redis/0", "'http://app:***@redis/0' is not a Redis URL"),
+        ("REDIS://redis", "'REDIS://redis' is not a Redis URL"),
+        ("redis://:hunter2@redis:abc/0", "the port must be a number from 1 to 65535"),
+        ("redis://redis:70000/0", "the port must be a number from 1 to 65535"),
+        ("redis://redis:0/0", "the port must be a number from 1 to 65535"),
+        ("redis://:hunter2@redis:6379/zero", "the database must be a number"),
+        ("redis://:hun/ter2@redis:6379/0", "percent-encode it"),
+        ("unix://", "give the socket's path"),
+        ("redis://redis/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+    ],
+)
+def test_a_malformed_url_is_refused_saying_what_to_write_without_its_password(
+    url: str, problem: str
+) -> None:
+    """Issue 12: a malformed ``--redis-url`` was a traceback from deep inside redis-py."""
+    with pytest.raises(RedisURLError) as raised:
+        connect(url)
+
+    assert problem in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+    assert "hun/ter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "redis://redis",
+        "redis://app:p%40ss@redis:6379/15",
+        "rediss://redis:6380/1?ssl_cert_reqs=none",
+        "redis://[::1]:6379",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_well_formed_urls_are_accepted_as_they_are(url: str) -> None:
+    assert valid_redis_url(url) == url
 
 
 def test_the_leader_lock_raises_store_unavailable_during_an_outage(server: RedisServer) -> None:
