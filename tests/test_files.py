@@ -377,7 +377,7 @@ def test_a_poll_of_hundreds_of_unchanged_files_is_cheap(folder: Path) -> None:
 
 
 class FailingFileSystem:
-    """``os.scandir`` and ``Path.read_bytes`` failing for the paths the test names, as they do
+    """``os.scandir`` and ``os.open`` failing for the paths the test names, as they do
     for a folder or file without read permission, a process out of file descriptors, or a
     volume being remounted (the tests run as root, where ``chmod 000`` stops nothing). Other
     paths are untouched."""
@@ -385,7 +385,7 @@ class FailingFileSystem:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.unlistable: dict[Path, OSError] = {}
         self.unreadable: dict[Path, OSError] = {}
-        real_scandir, real_read_bytes = os.scandir, Path.read_bytes
+        real_scandir, real_open = os.scandir, os.open
 
         def scandir(path: Any = ".") -> Iterator[os.DirEntry[Any]]:
             error = None if isinstance(path, int) else self.unlistable.get(Path(path))
@@ -393,14 +393,14 @@ class FailingFileSystem:
                 raise error
             return real_scandir(path)
 
-        def read_bytes(path: Path) -> bytes:
-            error = self.unreadable.get(path)
+        def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            error = None if isinstance(path, int) else self.unreadable.get(Path(path))
             if error is not None:
                 raise error
-            return real_read_bytes(path)
+            return real_open(path, flags, *args, **kwargs)
 
         monkeypatch.setattr(os, "scandir", scandir)
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(os, "open", open_)
 
 
 def permission_denied(path: Path) -> PermissionError:
