@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -391,6 +392,8 @@ class Service:
         """Serve HTTP, load sources, take the lead if free, start the timer and the loop."""
         self._http = StatusServer(self.config.host, self.config.port, self.registry, self.ready)
         self._http.start()
+        if self.executor is not None:
+            warn_if_root(os.geteuid())
         if self.cluster is not None:
             assert isinstance(self.source, KubeSource)
             assert self.watcher is not None
@@ -1277,3 +1280,16 @@ class Service:
     def manifest_errors(self) -> dict[str, int]:
         """Folders that cannot be listed and manifests that fail to load, as last applied."""
         return (self._applied or Snapshot()).error_counts()
+
+
+def warn_if_root(euid: int) -> bool:
+    """Say so when the local executor runs as root (``euid`` 0): whoever can write the
+    manifests folder then runs commands as root. True when it warned."""
+    if euid != 0:
+        return False
+    log.warning(
+        "running as root with the local executor: whoever can write the manifests folder runs "
+        'commands as root on this host; run cronwf as an unprivileged user (README: "Who can '
+        'do what")'
+    )
+    return True

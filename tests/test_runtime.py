@@ -15,6 +15,7 @@ import errno
 import gc
 import http.client
 import json
+import logging
 import os
 import threading
 import time
@@ -37,7 +38,7 @@ from scheduler.engine import Event, OneByOne, RunRecord, Stopped, StoreUnavailab
 from scheduler.executor import LocalExecutor
 from scheduler.metrics import CronWorkflowGauges
 from scheduler.redis_history import FencedOut, RedisHistory, RedisRunReports
-from scheduler.runtime import _HELD_AT_MOST, Service, ServiceConfig, _Fanout
+from scheduler.runtime import _HELD_AT_MOST, Service, ServiceConfig, _Fanout, warn_if_root
 from scheduler.timer import Due
 
 T0 = datetime(2028, 2, 29, 9, 0, tzinfo=UTC)
@@ -1109,3 +1110,12 @@ def test_a_tick_fired_while_a_new_lead_syncs_waits_for_the_re_seeded_history(
     assert history.succeeded >= 2  # the two runs of the logs, and maybe the one of at(10)
     assert history.cursor == at(10)
     assert harness.log(service, "report", at(10)).exists()
+
+
+def test_the_local_executor_run_as_root_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="scheduler.runtime"):
+        assert warn_if_root(1000) is False
+        assert caplog.records == []
+        assert warn_if_root(0) is True
+    (record,) = caplog.records
+    assert "whoever can write the manifests folder runs commands as root" in record.getMessage()
