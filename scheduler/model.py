@@ -87,6 +87,7 @@ __all__ = [
     "ObjectReferenceModel",
     "StopStrategyModel",
     "WorkflowMetadataModel",
+    "describe_value",
     "format_field_path",
     "parse_cron_workflow",
     "unknown_fields",
@@ -478,7 +479,7 @@ def _describe(detail: ErrorDetails) -> FieldProblem:
     elif kind == "string_too_short":
         message = "must not be empty"
     elif expected is not None:
-        message = f"must be {expected}, got {_describe_value(value)}"
+        message = f"must be {expected}, got {describe_value(value)}"
         if kind == "string_type" and isinstance(value, bool | int | float):
             message += f" (quote it: {_quoted(value)})"
     elif kind.startswith("datetime"):
@@ -513,21 +514,27 @@ def _quoted(value: bool | float) -> str:
     return json.dumps(json.dumps(value) if isinstance(value, bool) else str(value))
 
 
-def _describe_value(value: object) -> str:
+def describe_value(value: object) -> str:
+    """What a value is, for a message: `a string ("x")`, `an integer (3)`, `a mapping`.
+
+    Long strings are cut (a type error on a 3 MB value must not repeat it) and huge integers
+    are not written out.
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"a boolean ({json.dumps(value)})"
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return f"an integer ({value if value.bit_length() <= 128 else 'too long to show'})"
     if isinstance(value, float):
         return f"a number ({value})"
     if isinstance(value, str):
-        return f"a string ({json.dumps(value)})"
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"a string ({json.dumps(shown)})"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, datetime.datetime | datetime.date):
         return f"a timestamp ({value.isoformat()})"
-    return type(value).__name__
+    return f"a {type(value).__name__}"

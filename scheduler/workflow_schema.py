@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from scheduler.model import format_field_path
+from scheduler.model import describe_value, format_field_path
 from scheduler.suggest import did_you_mean
 
 __all__ = [
@@ -862,13 +862,13 @@ def _check_one(
     if isinstance(expected, MapOf):
         for name, element in item.items():
             if not isinstance(name, str):
-                found.error(link, f"a key must be a string, got {_describe(name)}")
+                found.error(link, f"a key must be a string, got {describe_value(name)}")
             elif element is not None:
                 pending.append((element, expected.value, (link, name)))
     else:
         for name, element in item.items():
             if not isinstance(name, str):
-                found.error(link, f"a field name must be a string, got {_describe(name)}")
+                found.error(link, f"a field name must be a string, got {describe_value(name)}")
                 continue
             schema = expected.fields.get(name)
             if schema is None:
@@ -949,7 +949,7 @@ class _Found:
 
 
 def _type_message(expected: str, item: object, link: _Link, hint: str | None = None) -> str:
-    message = f"must be {expected}, got {_describe(item)}"
+    message = f"must be {expected}, got {describe_value(item)}"
     if hint is None and link is not None:
         hint = _scalar_hint(expected, item, link[1])
     return f"{message}; {hint}" if hint else message
@@ -1001,7 +1001,7 @@ def _object_hint(expected: Obj, item: object, link: _Link) -> str | None:
 
 def _enum_message(expected: Enum, item: object) -> str:
     choices = ", ".join(json.dumps(value) for value in expected.values if value)
-    message = f"must be one of {choices}, got {_describe(item)}"
+    message = f"must be one of {choices}, got {describe_value(item)}"
     if isinstance(item, str):
         message += did_you_mean(item, [value for value in expected.values if value])
     return message
@@ -1032,21 +1032,3 @@ def _int_text(item: int) -> str:
 
 def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(item: object) -> str:
-    if item is None:
-        return "null"
-    if isinstance(item, bool):
-        return f"a boolean ({json.dumps(item)})"
-    if isinstance(item, int):
-        return f"an integer ({_int_text(item)})"
-    if isinstance(item, float):
-        return f"a number ({item})"
-    if isinstance(item, str):
-        return f"a string ({json.dumps(_clip(item))})"
-    if isinstance(item, list | tuple):
-        return "a list"
-    if isinstance(item, Mapping):
-        return "a mapping"
-    return f"a {type(item).__name__}"

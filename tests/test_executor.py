@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import BOUND, Completions, wait_until
 
 import scheduler.executor
 from policies.decision import WorkflowPhase
@@ -40,7 +41,6 @@ from scheduler.supervisor import Record, read_record, supervisor_alive
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FINISHED_AT = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
-BOUND = 5.0  # seconds: the longest any test waits for a run
 
 
 def container(*argv: str, **extra: Any) -> dict[str, Any]:
@@ -64,38 +64,6 @@ def make_spec(workflow_spec: Mapping[str, Any] | None, name: str = "job") -> Cro
         schedules=("*/5 * * * *",),
         workflow_spec=workflow_spec,
     )
-
-
-class Completions:
-    """The ``on_finished`` callback: collects every reported run."""
-
-    def __init__(self) -> None:
-        self.runs: list[RunFinished] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, run: RunFinished) -> None:
-        with self._changed:
-            self.runs.append(run)
-            self._changed.notify_all()
-
-    def wait(self, count: int = 1, timeout: float = BOUND) -> list[RunFinished]:
-        """The runs reported, once there are ``count`` of them (fails after ``timeout``)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.runs) >= count, timeout):
-                pytest.fail(f"expected {count} completions within {timeout}s, got {self.runs}")
-            return list(self.runs)
-
-    def one(self) -> RunFinished:
-        (run,) = self.wait(1)
-        return run
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = BOUND) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -12,57 +12,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import Completions, wait_until
 from prometheus_client import CollectorRegistry
 
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import workflow_name
-from scheduler.executor import LocalExecutor, RunFinished
+from scheduler.executor import LocalExecutor
 from scheduler.metrics import Metrics
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-BOUND = 10.0
-
-
-class Completions:
-    def __init__(self) -> None:
-        self.runs: list[RunFinished] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, run: RunFinished) -> None:
-        with self._changed:
-            self.runs.append(run)
-            self._changed.notify_all()
-
-    def wait(self, count: int) -> list[RunFinished]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.runs) >= count, BOUND):
-                pytest.fail(f"expected {count} completions within {BOUND}s, got {self.runs}")
-            return list(self.runs)
-
-    def of(self, workflow: str) -> RunFinished:
-        """The report of that run, once it came (exactly one)."""
-        with self._changed:
-            if not self._changed.wait_for(
-                lambda: any(run.workflow == workflow for run in self.runs), BOUND
-            ):
-                pytest.fail(f"{workflow} was not reported within {BOUND}s: {self.runs}")
-            (run,) = [run for run in self.runs if run.workflow == workflow]
-            return run
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + BOUND
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {BOUND}s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

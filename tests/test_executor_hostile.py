@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executor_support import BOUND, Completions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,14 +31,13 @@ from policies.decision import CronWorkflow, WorkflowPhase
 from policies.spec import CronWorkflowSpec, WorkflowMetadata
 from policies.workflow import workflow_name
 from scheduler.engine import Engine, Error, Event, SpawnRejected
-from scheduler.executor import LocalExecutor, RunFinished, plan_run
+from scheduler.executor import LocalExecutor, plan_run
 from scheduler.manifests import load_text
 from scheduler.memory import MemoryHistory
 from scheduler.run_plan import Unrunnable
 from scheduler.supervisor import Identity, Plan, read_record
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-BOUND = 10.0
 
 # Breaks out of every shell quoting context, and out of a comment by its newline; it holds no
 # '/', so that it is also a single file name (as a CronWorkflow name or a namespace).
@@ -49,23 +48,6 @@ PAYLOAD = (
 SHELL_CODE = "printf '%s|\\n' {{X}} \"{{X}}\" '{{X}}'"
 """Prints the value three times (unquoted, in double quotes, in single quotes), each ended
 by ``|``: the run's output must show it literally, three times."""
-
-
-class Completions:
-    def __init__(self) -> None:
-        self.runs: list[RunFinished] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, run: RunFinished) -> None:
-        with self._changed:
-            self.runs.append(run)
-            self._changed.notify_all()
-
-    def wait(self, count: int) -> list[RunFinished]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.runs) >= count, BOUND):
-                pytest.fail(f"expected {count} completions within {BOUND}s, got {self.runs}")
-            return list(self.runs)
 
 
 @pytest.fixture
