@@ -200,7 +200,7 @@ def test_hostile_manifests_beside_good_ones_leave_every_good_instant_spawned(
     assert len(window) >= 6, "the window is too short to judge"
     for name in GOOD:
         decided = decisions([replica], f"{NAMESPACE}/{name}")
-        kinds = {t: [e["event"] for e in decided.get(t, [])] for t in window}
+        kinds = {t: [_decision(e) for e in decided.get(t, [])] for t in window}
         wrong = {t: k for t, k in kinds.items() if k != ["Spawned"]}
         assert wrong == {}, f"{name}: instants not spawned exactly once: {wrong}"
         assert set(window) <= set(run_logs(state, name)), f"{name}: a run log is missing"
@@ -228,3 +228,10 @@ def test_hostile_manifests_beside_good_ones_leave_every_good_instant_spawned(
     unguarded = replica.events(f"{NAMESPACE}/unguarded", "Spawned", "Skipped", "Error")
     assert len(unguarded) >= len(window), "the failing expression's instants were not decided"
     assert {(e["event"], e["reason"]) for e in unguarded} == {("Error", "SubmissionError")}
+
+
+def _decision(event: Record) -> str:
+    """``Spawned``, or another decision with its reason and detail (for the failure message)."""
+    if event["event"] == "Spawned":
+        return "Spawned"
+    return f"{event['event']} {event.get('reason')}: {event.get('detail', '')}".strip()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from e2e_support import Record
 from test_e2e_serve import (
     FAST_RELOAD,
     NAMESPACE,
@@ -77,8 +78,15 @@ def test_runs_beyond_the_cap_wait_or_are_refused_and_every_instant_is_still_deci
     for index in range(FLEET):
         key = f"{NAMESPACE}/busy-{index:03d}"
         decided = decisions([replica], key)
-        kinds = {t: [e["event"] for e in decided.get(t, [])] for t in window}
+        kinds = {t: [_decision(e) for e in decided.get(t, [])] for t in window}
         bad = {t: k for t, k in kinds.items() if k != ["Spawned"]}
         if bad:
             wrong[key] = bad
     assert wrong == {}, f"instants not spawned exactly once: {dict(list(wrong.items())[:5])}"
+
+
+def _decision(event: Record) -> str:
+    """``Spawned``, or another decision with its reason and detail (for the failure message)."""
+    if event["event"] == "Spawned":
+        return "Spawned"
+    return f"{event['event']} {event.get('reason')}: {event.get('detail', '')}".strip()
