@@ -1,9 +1,9 @@
 """End-to-end: a fleet whose local runs outnumber the cap never delays or loses a decision.
 
-200 CronWorkflows fire every second and each run sleeps two seconds: 400 runs would be going at
+100 CronWorkflows fire every second and each run sleeps two seconds: 200 runs would be going at
 once, with a thread and a supervisor process each before the cap existed (2,000 such
 CronWorkflows once made 2,009 threads and missed good instants). With `--max-local-runs 8` and
-`--max-waiting-local-runs 100`, the service holds a bounded number of threads, runs at most 8 at
+`--max-waiting-local-runs 50`, the service holds a bounded number of threads, runs at most 8 at
 a time, refuses what does not fit in the queue (counted), and still decides every instant of
 every CronWorkflow: spawned, none missed.
 """
@@ -29,9 +29,9 @@ __all__ = ["replicas"]  # the fixture, imported for this module's test
 
 pytestmark = pytest.mark.e2e
 
-FLEET = 200
+FLEET = 100
 CAP = 8
-WAITING = 100
+WAITING = 50
 THREADS_AT_MOST = CAP + 40
 
 
