@@ -260,9 +260,14 @@ def _add_lint_command(commands: argparse._SubParsersAction[Any]) -> None:
     command.set_defaults(handler=_run_lint)
 
 
+def _now() -> datetime.datetime:
+    """The wall clock, for `lint`'s warnings about the years ahead and `next` without --from."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 def _run_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     manifests = load_paths(args.paths)
-    now = datetime.datetime.now(datetime.UTC)
+    now = _now()
     reports: list[dict[str, Any]] = []
     for item in manifests.items:
         if isinstance(item, ManifestNotice):
@@ -387,7 +392,7 @@ def _add_next_command(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run_next(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     manifests: ManifestSet = load_paths(args.paths)
-    start: datetime.datetime = args.start or datetime.datetime.now(datetime.UTC)
+    start: datetime.datetime = args.start or _now()
     for notice in manifests.notices:
         _print_notice(notice, err)
     if not manifests.entries:
