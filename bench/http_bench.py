@@ -2,7 +2,8 @@
 
 The port serves ``/metrics`` and the kubelet's probes; whoever can reach it can open
 connections and leave them idle, or trickle a request one byte a second (slowloris). This
-starts a :class:`scheduler.http.StatusServer` in a process of its own, opens ``--idle`` idle
+starts a :class:`scheduler.telemetry.http.StatusServer` in a process of its own, opens ``--idle``
+idle
 connections and ``--slow`` slow ones, then asks ``/healthz`` on fresh connections and reports
 the server process's threads and open file handles (from ``/proc``) and the probes' latency.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 SERVER = """
 import sys, time
 from prometheus_client import CollectorRegistry
-from scheduler.http import Readiness, StatusServer
+from scheduler.telemetry.http import Readiness, StatusServer
 ready = Readiness(sources_loaded=True, store_reachable=True, leader=True, detail={})
 server = StatusServer("127.0.0.1", 0, CollectorRegistry(), lambda: ready)
 server.start()

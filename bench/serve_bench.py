@@ -1,7 +1,7 @@
 """How fast ``cronwf serve`` decides and records ticks, with a real Redis and the real timer.
 
 Everything below the sink is production code: the manifests folder is read by the file source,
-:class:`scheduler.runtime.Service` holds the catalog and the APScheduler :class:`Timer`, the
+:class:`scheduler.runtime.service.Service` holds the catalog and the APScheduler :class:`Timer`, the
 timer's thread pool calls :meth:`Service.on_due`, the :class:`Engine` decides each tick and
 writes it to :class:`RedisHistory` (fenced by a :class:`RedisLeaderLock`, as ``serve
 --redis-url`` builds them), metrics and the event log observe every event (logging at INFO, as
@@ -90,11 +90,11 @@ import redis
 
 from policies.decision import CronWorkflow
 from policies.spec import CronWorkflowSpec
-from scheduler.engine import Engine, Event, Observer, Spawned, TickResult
-from scheduler.logs import configure_logging
-from scheduler.redis_history import RedisHistory, connect
-from scheduler.redis_lock import RedisLeaderLock
-from scheduler.runtime import Service, ServiceConfig
+from scheduler.adapters.redis.history import RedisHistory, connect
+from scheduler.adapters.redis.leadership import RedisLeaderLock
+from scheduler.core.engine import Engine, Event, Observer, Spawned, TickResult
+from scheduler.runtime.service import Service, ServiceConfig
+from scheduler.telemetry.logs import configure_logging
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from scheduler.executor import RunFinished
+from scheduler.adapters.local.executor import RunFinished
 
 __all__ = ["BOUND", "Completions", "wait_until"]
 

@@ -11,9 +11,9 @@ import redis
 from conftest import RedisServer
 
 from policies.decision import History, record_claim, record_lost, record_spawn
+from scheduler.adapters.redis.history import RedisHistory
 from scheduler.cli import main
-from scheduler.engine import RunRecord
-from scheduler.redis_history import RedisHistory
+from scheduler.core.engine import RunRecord
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = "default/backup"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.adapters.kube import DEFAULT_SPAWN_WORKERS
 from scheduler.cli import build_parser, main
-from scheduler.kube import DEFAULT_SPAWN_WORKERS
 
 
 def test_one_tick_worker_and_sixteen_creates_at_once_by_default() -> None:

@@ -552,7 +552,7 @@ def variables_cronwf_reads() -> set[str]:
     """Environment variables read by the scheduler package: ``_env("X")`` is ``CRONWF_X``, and
     so is ``("--flag", "X", ...)`` in the tables of duration flags."""
     source = "\n".join(
-        path.read_text(encoding="utf-8") for path in sorted((ROOT / "scheduler").glob("*.py"))
+        path.read_text(encoding="utf-8") for path in sorted((ROOT / "scheduler").rglob("*.py"))
     )
     names = re.findall(r'_env\(\s*"([A-Z_]+)"', source)
     names += re.findall(r'"--[a-z-]+",\s*"([A-Z_]+)"', source)

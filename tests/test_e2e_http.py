@@ -27,7 +27,7 @@ from test_e2e_serve import (
     write_file,
 )
 
-from scheduler.http import CONNECTION_LIMIT
+from scheduler.telemetry.http import CONNECTION_LIMIT
 
 IDLE_CLIENTS = 2_000
 SLOW_CLIENTS = 100

@@ -58,8 +58,8 @@ from e2e_support import Replica as ServeReplica
 from kube_emulator import EmulatorServer
 from kubernetes import client, watch
 
-from scheduler.engine import RunRecord
-from scheduler.redis_history import RedisHistory, connect
+from scheduler.adapters.redis.history import RedisHistory, connect
+from scheduler.core.engine import RunRecord
 
 NAMESPACE = "default"
 NAME = "tick"

@@ -30,7 +30,7 @@ from policies.decision import (
 )
 from policies.spec import CronWorkflowSpec, StatusSeed
 from policies.workflow import render_workflow, workflow_name
-from scheduler.engine import (
+from scheduler.core.engine import (
     Completed,
     Engine,
     Error,
@@ -51,7 +51,7 @@ from scheduler.engine import (
     Transition,
     spawn_each,
 )
-from scheduler.memory import MemoryHistory
+from scheduler.core.memory import MemoryHistory
 
 # A Monday, 09:00 UTC; the default schedule fires every 5 minutes.
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -31,13 +31,19 @@ from typing import Any
 import pytest
 from executor_support import BOUND, Completions, wait_until
 
-import scheduler.executor
+import scheduler.adapters.local.executor
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import workflow_name
-from scheduler.engine import SinkUnavailable, SpawnRejected
-from scheduler.executor import LocalExecutor, LocalRun, Recovered, RunFinished, plan_run
-from scheduler.supervisor import Record, read_record, supervisor_alive
+from scheduler.adapters.local.executor import (
+    LocalExecutor,
+    LocalRun,
+    Recovered,
+    RunFinished,
+    plan_run,
+)
+from scheduler.adapters.local.supervisor import Record, read_record, supervisor_alive
+from scheduler.core.engine import SinkUnavailable, SpawnRejected
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FINISHED_AT = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
@@ -449,14 +455,14 @@ def test_terminate_of_a_run_whose_process_is_not_started_yet_still_stops_it(
     terminate it before its subprocess exists. Pins a bug: ``terminate`` only signals a
     process already registered, so such a run is not stopped and runs to completion."""
     entered, release = threading.Event(), threading.Event()
-    real_plan_run = scheduler.executor.plan_run
+    real_plan_run = scheduler.adapters.local.executor.plan_run
 
     def plan_run_after_release(*args: Any) -> LocalRun:
         entered.set()
         release.wait(BOUND)
         return real_plan_run(*args)
 
-    monkeypatch.setattr(scheduler.executor, "plan_run", plan_run_after_release)
+    monkeypatch.setattr(scheduler.adapters.local.executor, "plan_run", plan_run_after_release)
     spec = make_spec(shell("sleep 1.5; echo survived"))
     executor.spawn(spec, T0)
     assert entered.wait(BOUND)
@@ -545,7 +551,7 @@ def test_a_spawn_whose_thread_cannot_start_raises_and_leaves_no_record_of_the_sp
     """The error reaches the caller (the engine fails that one instant), and the log, the
     record of the spawn, is removed: a retry runs the instant rather than "already exists"."""
     spec = make_spec(shell("echo ran"))
-    monkeypatch.setattr(scheduler.executor.threading, "Thread", UnstartableThread)
+    monkeypatch.setattr(scheduler.adapters.local.executor.threading, "Thread", UnstartableThread)
 
     with pytest.raises(RuntimeError, match="can't start new thread"):
         executor.spawn(spec, T0)
@@ -595,7 +601,7 @@ import json, sys, threading, time
 from datetime import datetime
 from pathlib import Path
 from policies.spec import CronWorkflowSpec
-from scheduler.executor import LocalExecutor
+from scheduler.adapters.local.executor import LocalExecutor
 
 state, workflow_spec, at, then = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 executor = LocalExecutor(Path(state), lambda run: None, default_timeout=30.0)

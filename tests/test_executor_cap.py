@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import workflow_name
-from scheduler.executor import LocalExecutor
-from scheduler.metrics import Metrics
+from scheduler.adapters.local.executor import LocalExecutor
+from scheduler.telemetry.metrics import Metrics
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -86,7 +86,7 @@ def test_at_the_cap_runs_wait_in_order_hold_no_thread_and_all_finish(
     """Cap 2, 6 runs: 2 run, 4 wait (no thread, no supervisor for them), the metrics say so;
     a 7th finds the queue full and ends ``Error`` at once, naming the flags; when the first
     runs end the waiting ones start, oldest first, and all 6 succeed."""
-    caplog.set_level(logging.INFO, logger="scheduler.executor")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.local.executor")
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.attach_local_runs(executor)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
+from scheduler.adapters.local.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
 from scheduler.cli import build_parser
-from scheduler.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
-from scheduler.memory import MemoryHistory
-from scheduler.runtime import Service, ServiceConfig
+from scheduler.core.memory import MemoryHistory
+from scheduler.runtime.service import Service, ServiceConfig
 
 
 def test_thirty_two_local_runs_and_a_thousand_waiting_by_default() -> None:

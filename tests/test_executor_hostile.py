@@ -26,16 +26,16 @@ from executor_support import BOUND, Completions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import scheduler.supervisor
+import scheduler.adapters.local.supervisor
 from policies.decision import CronWorkflow, WorkflowPhase
 from policies.spec import CronWorkflowSpec, WorkflowMetadata
 from policies.workflow import workflow_name
-from scheduler.engine import Engine, Error, Event, SpawnRejected
-from scheduler.executor import LocalExecutor, plan_run
-from scheduler.manifests import load_text
-from scheduler.memory import MemoryHistory
-from scheduler.run_plan import Unrunnable
-from scheduler.supervisor import Identity, Plan, read_record
+from scheduler.adapters.local.executor import LocalExecutor, plan_run
+from scheduler.adapters.local.run_plan import Unrunnable
+from scheduler.adapters.local.supervisor import Identity, Plan, read_record
+from scheduler.core.engine import Engine, Error, Event, SpawnRejected
+from scheduler.core.memory import MemoryHistory
+from scheduler.manifests.loading import load_text
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -575,9 +575,9 @@ def test_the_supervisor_passes_the_plans_environment_and_nothing_of_its_own(
     stem = tmp_path / "job-1"
     stem.with_suffix(".log").touch()
     plan = Plan(Identity("batch/job", "batch", "job-1", T0.isoformat()), ["env"], {"A": "1"}, 10.0)
-    root = Path(scheduler.supervisor.__file__).resolve().parent.parent
+    root = Path(scheduler.adapters.local.supervisor.__file__).resolve().parents[3]
     finished = subprocess.run(
-        [sys.executable, "-S", "-m", "scheduler.supervisor", str(stem)],
+        [sys.executable, "-S", "-m", "scheduler.adapters.local.supervisor", str(stem)],
         input=plan.to_json(),
         capture_output=True,
         cwd=root,

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from unprivileged import unprivileged, unprivileged_folder
 
-from scheduler.files import FileProblem, FileSource, Snapshot
-from scheduler.manifests import ManifestSet, load_bytes
+from scheduler.adapters.local.files import FileSource
+from scheduler.core.events import FileProblem, Snapshot
+from scheduler.manifests.loading import ManifestSet, load_bytes
 
 
 def manifest(name: str, schedule: str = "*/5 * * * *", namespace: str = "default") -> str:
@@ -270,7 +271,7 @@ def test_a_duplicate_across_files_is_logged_once(
     source = FileSource([folder])
     write(folder / "a.yaml", manifest("alpha"))
     write(folder / "b.yaml", manifest("alpha"))
-    caplog.set_level(logging.ERROR, logger="scheduler.files")
+    caplog.set_level(logging.ERROR, logger="scheduler.adapters.local.files")
 
     source.poll()
     write(folder / "c.yaml", manifest("beta"))  # another change: a new snapshot
@@ -339,7 +340,7 @@ def test_unchanged_files_are_not_parsed_again(
         parsed.append(Path(file))
         return load_bytes(raw, file)
 
-    monkeypatch.setattr("scheduler.files.load_bytes", counting_load_bytes)
+    monkeypatch.setattr("scheduler.adapters.local.files.load_bytes", counting_load_bytes)
     source = FileSource([folder])
     write(folder / "a.yaml", manifest("alpha"))
     changed = write(folder / "b.yaml", manifest("beta"))
@@ -615,7 +616,7 @@ def test_a_scan_error_is_logged_once_per_change_and_its_end_is_logged(
     source = FileSource([folder])
     write(folder / "a.yaml", manifest("alpha"))
     source.poll()
-    caplog.set_level(logging.INFO, logger="scheduler.files")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.local.files")
 
     failing.unlistable[folder] = permission_denied(folder)
     first = source.poll()
@@ -647,7 +648,7 @@ def test_a_file_that_cannot_be_read_keeps_its_cron_workflows_and_is_read_again(
     path = write(folder / "a.yaml", manifest("alpha"))
     fresh = folder / "b.yaml"
     source.poll()
-    caplog.set_level(logging.INFO, logger="scheduler.files")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.local.files")
 
     failing.unreadable[path] = permission_denied(path)
     failing.unreadable[fresh] = too_many_open_files(fresh)
@@ -782,7 +783,7 @@ def test_unknown_fields_are_logged_once_per_change_and_the_cron_workflow_runs(
 ) -> None:
     """Argo's controller ignores unknown fields, and so does ``serve``, with a warning naming
     the file, the document, the CronWorkflow and the field."""
-    caplog.set_level(logging.WARNING, logger="scheduler.files")
+    caplog.set_level(logging.WARNING, logger="scheduler.adapters.local.files")
     source = FileSource([folder])
     typo = manifest("alpha").replace("  schedules:", "  concurrencypolicy: Forbid\n  schedules:")
     path = write(folder / "a.yaml", manifest("beta") + "---\n" + typo)

@@ -32,9 +32,9 @@ from policies.decision import (
     record_spawn,
     record_stopped,
 )
-from scheduler.engine import Change, Claim, HistoryStore, RunRecord
-from scheduler.memory import MemoryHistory, merge_run
-from scheduler.redis_history import RedisHistory
+from scheduler.adapters.redis.history import RedisHistory
+from scheduler.core.engine import Change, Claim, HistoryStore, RunRecord
+from scheduler.core.memory import MemoryHistory, merge_run
 
 KEY = "default/backup"
 OTHER = "team-a/report"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
-from scheduler.files import FileProblem
-from scheduler.http import (
+from scheduler.core.events import FileProblem
+from scheduler.telemetry.http import (
     CONNECTION_LIMIT,
     MAX_REQUEST_HEADER,
     SOURCE_ERRORS_SHOWN,

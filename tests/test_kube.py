@@ -4,7 +4,7 @@ client against the API emulator (DESIGN §7, §9, §10, §13; reference §1.13, 
 What runs here is what runs in a pod: ``KubeSource``, ``KubeSink``, ``WorkflowWatcher``,
 ``KubeStatus`` and ``KubeLease`` speak HTTP to :class:`kube_emulator.EmulatorServer` (URLs,
 content types, status codes, watch framing, resourceVersion conflicts, label selectors), and
-the Kubernetes-mode :class:`Service` is wired exactly as ``scheduler/cli.py`` wires it, on a
+the Kubernetes-mode :class:`Service` is wired exactly as ``scheduler/cli`` wires it, on a
 real ``redis-server`` with a published fence. The emulator plays the API server; a few lines
 of ``kube.set_phase`` play Argo's workflow controller.
 
@@ -40,9 +40,7 @@ from kubernetes import client
 from policies.decision import History, Phase, WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import render_workflow, rfc3339, workflow_name
-from scheduler.engine import SinkUnavailable, SpawnRejected
-from scheduler.executor import RunFinished
-from scheduler.kube import (
+from scheduler.adapters.kube import (
     COMPLETED_LABEL,
     KubeLease,
     KubeSink,
@@ -52,9 +50,11 @@ from scheduler.kube import (
     WorkflowWatcher,
     api_client,
 )
-from scheduler.redis_history import RedisHistory, connect
-from scheduler.redis_lock import PublishedFence
-from scheduler.runtime import Cluster, FencedLease, Service, ServiceConfig
+from scheduler.adapters.local.executor import RunFinished
+from scheduler.adapters.redis.history import RedisHistory, connect
+from scheduler.adapters.redis.leadership import PublishedFence
+from scheduler.core.engine import SinkUnavailable, SpawnRejected
+from scheduler.runtime.service import Cluster, FencedLease, Service, ServiceConfig
 
 GROUP_VERSION = "argoproj.io/v1alpha1"
 NS = "argo"
@@ -556,7 +556,7 @@ def test_source_watch_survives_dropped_connections(
 ) -> None:
     """A watch the server ends (a timeout, an API server restart) resumes from the last
     resourceVersion: later changes are seen, and no relist is needed."""
-    caplog.set_level(logging.INFO, logger="scheduler.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
     source = sources()
     assert kube.drop_watches() >= 1
 
@@ -571,7 +571,7 @@ def test_source_relists_after_410_gone_and_loses_nothing(
     """While the API server is unreachable, CronWorkflows are created and deleted and the
     history the watch would resume from is compacted: the reconnecting watch gets 410 Gone,
     relists, and ends with exactly the current objects (client-go's rule)."""
-    caplog.set_level(logging.INFO, logger="scheduler.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
     kube.put("cronworkflows", cron_workflow("doomed"))
     kube.put("cronworkflows", cron_workflow("kept"))
     source = sources()
@@ -1266,7 +1266,7 @@ def clock() -> FakeClock:
 def serve(
     kube: EmulatorServer, redis_client: redis.Redis, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Callable[..., Service]]:
-    """Start a Kubernetes-mode service (identity ``cronwf-0``) the way ``scheduler/cli.py``
+    """Start a Kubernetes-mode service (identity ``cronwf-0``) the way ``scheduler/cli``
     builds it: Lease + published Redis fence, Redis history (the session's ``redis-server``
     unless ``store`` is given; with ``without_redis``, the in-process store and no fence, as
     without ``--redis-url``), KubeSource (for CronWorkflows of ``instance_id``, default none),
@@ -1712,7 +1712,7 @@ def test_after_redis_restarts_empty_the_next_instant_runs_and_counting_resumes_f
     persistent_redis: RedisServer,
 ) -> None:
     """The same with a Redis that restarts without its data (no persistence, a new pod),
-    through the production client of :func:`scheduler.redis_history.connect`, which
+    through the production client of :func:`scheduler.adapters.redis.history.connect`, which
     reconnects on the next call."""
     store = connect(persistent_redis.url)
     kube.put("cronworkflows", cron_workflow("nightly", spec={"startingDeadlineSeconds": 300}))
@@ -1748,7 +1748,7 @@ def test_watch_failures_lose_no_completion_and_count_none_twice(
     the watch history is compacted meanwhile: after the relist the run is counted and the new
     CronWorkflow scheduled. Another expired watch re-reports the finished run: still counted
     once."""
-    caplog.set_level(logging.INFO, logger="scheduler.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
     kube.put("cronworkflows", cron_workflow("nightly"))
     service = serve()
     leading(kube, service, 1)
@@ -2283,7 +2283,7 @@ def test_source_warns_once_about_unknown_fields_and_keeps_the_cron_workflow(
     typo = cron_workflow("nightly")
     typo["spec"]["concurrencypolicy"] = "Forbid"
     kube.put("cronworkflows", typo)
-    with caplog.at_level(logging.WARNING, logger="scheduler.kube"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.adapters.kube"):
         kube.wait(lambda: keys(source) == {"argo/nightly"}, timeout=WAIT)
         for _ in range(3):
             source.poll()

@@ -1,6 +1,7 @@
 """`cronwf lint` on ill-typed and mistyped `workflowSpec`s (issue 12, item 3).
 
-`scheduler.workflow_schema` is tested on its own; these tests pin how its findings reach the
+`scheduler.manifests.workflow_schema` is tested on its own; these tests pin how its findings reach
+the
 user: a wrong type or a missing required field makes the document an error (the API server
 with Argo's full CRD refuses it), an unknown field follows `--strict`, a field Argo removed is
 a warning, and `serve`'s catalog never holds an ill-typed CronWorkflow.
@@ -15,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from scheduler.adapters.local.files import FileSource
 from scheduler.cli import main
-from scheduler.files import FileSource
-from scheduler.manifests import load_text
+from scheduler.manifests.loading import load_text
 
 
 def manifest(**workflow_spec: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policies.decision import MissedReason
-from scheduler.engine import Missed, Spawned
-from scheduler.logs import EventLog, JsonFormatter
+from scheduler.core.engine import Missed, Spawned
+from scheduler.telemetry.logs import EventLog, JsonFormatter
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.workflow import render_workflow
-from scheduler import manifests
-from scheduler.files import FileSource
-from scheduler.manifests import (
+from scheduler.adapters.local.files import FileSource
+from scheduler.core.memory import MemoryHistory
+from scheduler.manifests import loading as manifests
+from scheduler.manifests.loading import (
     MAX_DOCUMENT_DEPTH,
     MAX_FILE_BYTES,
     LoadedCronWorkflow,
@@ -38,8 +39,7 @@ from scheduler.manifests import (
     load_paths,
     load_text,
 )
-from scheduler.memory import MemoryHistory
-from scheduler.runtime import Service, ServiceConfig
+from scheduler.runtime.service import Service, ServiceConfig
 
 T = TypeVar("T")
 

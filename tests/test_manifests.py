@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.validation import validate
-from scheduler.manifests import (
+from scheduler.manifests.loading import (
     LoadedCronWorkflow,
     ManifestError,
     ManifestNotice,
@@ -29,7 +29,7 @@ from scheduler.manifests import (
     load_paths,
     load_text,
 )
-from scheduler.manifests import _documents as documents_of
+from scheduler.manifests.loading import _documents as documents_of
 
 DATA = Path(__file__).parent / "data"
 PROBLEMS = DATA / "problems"

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from policies.decision import ErrorReason, MissedReason, SkipReason, WorkflowPhase
 from policies.schedule import Schedule
-from scheduler.engine import Completed, Error, Event, Missed, Skipped, Spawned, Stopped
-from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
+from scheduler.core.engine import Completed, Error, Event, Missed, Skipped, Spawned, Stopped
+from scheduler.telemetry.metrics import CronWorkflowGauges, Metrics, expected_interval
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 DAY = 86_400.0

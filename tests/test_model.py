@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from policies.spec import CronWorkflowSpec, StatusSeed, WorkflowMetadata
-from scheduler.model import (
+from scheduler.manifests.models import (
     CronWorkflowModel,
     CronWorkflowModelError,
     CronWorkflowSpecModel,

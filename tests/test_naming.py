@@ -1,4 +1,4 @@
-"""Kubernetes' naming rules (`scheduler.naming`) and the loader that applies them.
+"""Kubernetes' naming rules (`scheduler.manifests.naming`) and the loader that applies them.
 
 The property tests feed random text as names and namespaces to the loader and compare its
 verdict with the rules written a second, independent way (split on dots, character sets),
@@ -14,8 +14,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.manifests import LoadedCronWorkflow, ManifestError, Source, load_document, load_text
-from scheduler.naming import (
+from scheduler.manifests.loading import (
+    LoadedCronWorkflow,
+    ManifestError,
+    Source,
+    load_document,
+    load_text,
+)
+from scheduler.manifests.naming import (
     annotation_problems,
     dns1123_label_problems,
     dns1123_subdomain_problems,

@@ -24,8 +24,7 @@ from redis.crc import key_slot
 from redis_proxy import RedisProxy
 
 from policies.decision import History, record_claim, record_spawn
-from scheduler.engine import Change, Claim, RunRecord, StoreUnavailable
-from scheduler.redis_history import (
+from scheduler.adapters.redis.history import (
     FencedOut,
     RedisHistory,
     RedisURLError,
@@ -38,7 +37,8 @@ from scheduler.redis_history import (
     redact_url,
     valid_redis_url,
 )
-from scheduler.redis_lock import RedisLeaderLock
+from scheduler.adapters.redis.leadership import RedisLeaderLock
+from scheduler.core.engine import Change, Claim, RunRecord, StoreUnavailable
 
 KEY = "default/backup"
 OTHER = "team-a/report"

@@ -34,12 +34,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from policies.decision import History, Phase
 from policies.schedule import Schedule
 from policies.workflow import workflow_name
-from scheduler.engine import Event, OneByOne, RunRecord, Stopped, StoreUnavailable, Transition
-from scheduler.executor import LocalExecutor
-from scheduler.metrics import CronWorkflowGauges
-from scheduler.redis_history import FencedOut, RedisHistory, RedisRunReports
-from scheduler.runtime import _HELD_AT_MOST, Service, ServiceConfig, _Fanout, warn_if_root
-from scheduler.timer import Due
+from scheduler.adapters.local.executor import LocalExecutor
+from scheduler.adapters.redis.history import FencedOut, RedisHistory, RedisRunReports
+from scheduler.adapters.timer import Due
+from scheduler.core.engine import Event, OneByOne, RunRecord, Stopped, StoreUnavailable, Transition
+from scheduler.runtime.service import _HELD_AT_MOST, Service, ServiceConfig, _Fanout, warn_if_root
+from scheduler.telemetry.metrics import CronWorkflowGauges
 
 T0 = datetime(2028, 2, 29, 9, 0, tzinfo=UTC)
 EVERY_FIVE_ON_LEAP_DAY = "*/5 * 29 2 *"
@@ -1113,7 +1113,7 @@ def test_a_tick_fired_while_a_new_lead_syncs_waits_for_the_re_seeded_history(
 
 
 def test_the_local_executor_run_as_root_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="scheduler.runtime"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.runtime.service"):
         assert warn_if_root(1000) is False
         assert caplog.records == []
         assert warn_if_root(0) is True

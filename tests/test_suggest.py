@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.suggest import closest, did_you_mean
+from scheduler.manifests.suggest import closest, did_you_mean
 
 SPEC_FIELDS = [
     "concurrencyPolicy",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policies.schedule import Schedule
-from scheduler.timer import Due, ScheduleTrigger, Timer
+from scheduler.adapters.timer import Due, ScheduleTrigger, Timer
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday; a multiple of 90 s since the epoch
 BOUND = 5.0  # seconds: the longest any test waits for a delivery

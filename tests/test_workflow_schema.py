@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.workflow_schema import (
+from scheduler.manifests.workflow_schema import (
     MAX_REPORTED,
     STR,
     WORKFLOW_SPEC,

@@ -50,12 +50,29 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry
-
 from policies.decision import CronWorkflow, History, overdue_runs
 from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
-from scheduler.engine import (
+from scheduler.adapters.kube import (
+    KubeLease,
+    KubeSink,
+    KubeSource,
+    KubeStatus,
+    ObservedRun,
+    WorkflowWatcher,
+)
+from scheduler.adapters.local.executor import (
+    DEFAULT_MAX_LOCAL_RUNS,
+    DEFAULT_MAX_WAITING_LOCAL_RUNS,
+    LocalExecutor,
+    RunFinished,
+    plan_run,
+)
+from scheduler.adapters.local.files import FileSource
+from scheduler.adapters.redis.history import FencedOut
+from scheduler.adapters.redis.leadership import PublishedFence
+from scheduler.adapters.timer import Due, Timer
+from scheduler.core.engine import (
     Engine,
     Error,
     Event,
@@ -70,22 +87,11 @@ from scheduler.engine import (
     Stopped,
     StoreUnavailable,
 )
-from scheduler.executor import (
-    DEFAULT_MAX_LOCAL_RUNS,
-    DEFAULT_MAX_WAITING_LOCAL_RUNS,
-    LocalExecutor,
-    RunFinished,
-    plan_run,
-)
-from scheduler.files import FileSource, Snapshot
-from scheduler.http import Readiness, StatusServer
-from scheduler.kube import KubeLease, KubeSink, KubeSource, KubeStatus, ObservedRun, WorkflowWatcher
-from scheduler.logs import EventLog
-from scheduler.memory import DEFAULT_RECENT_RUNS
-from scheduler.metrics import CronWorkflowGauges, Metrics, expected_interval
-from scheduler.redis_history import FencedOut
-from scheduler.redis_lock import PublishedFence
-from scheduler.timer import Due, Timer
+from scheduler.core.events import Snapshot
+from scheduler.core.memory import DEFAULT_RECENT_RUNS
+from scheduler.telemetry.http import Readiness, StatusServer
+from scheduler.telemetry.logs import EventLog
+from scheduler.telemetry.metrics import CronWorkflowGauges, Metrics, expected_interval, new_registry
 
 __all__ = [
     "Cluster",
@@ -308,7 +314,7 @@ class Service:
     """Where replicas leave the ends of runs for the leader; None with a store of one process."""
 
     def __post_init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = new_registry()
         self.metrics = Metrics(self.registry, with_name=self.config.metrics_with_name)
         self.metrics.attach(self)
         sink: Sink

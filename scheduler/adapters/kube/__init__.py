@@ -60,16 +60,16 @@ from policies.workflow import (
     render_workflow,
     rfc3339,
 )
-from scheduler.engine import (
+from scheduler.adapters.local.executor import RunFinished
+from scheduler.core.engine import (
     SinkUnavailable,
     SpawnOutcome,
     SpawnRejected,
     spawn_each,
     spawn_outcome,
 )
-from scheduler.executor import RunFinished
-from scheduler.files import FileProblem, Snapshot
-from scheduler.manifests import LoadedCronWorkflow, ManifestError, Source, load_document
+from scheduler.core.events import FileProblem, Snapshot
+from scheduler.manifests.loading import LoadedCronWorkflow, ManifestError, Source, load_document
 
 __all__ = [
     "COMPLETED_LABEL",
@@ -408,7 +408,7 @@ def _under_argos_schedule_rule(spec: CronWorkflowSpec) -> CronWorkflowSpec:
 
 
 class KubeSink:
-    """Creates and terminates Workflows in the cluster (a :class:`scheduler.engine.BatchSink`).
+    """Creates and terminates Workflows in the cluster (a :class:`scheduler.core.engine.BatchSink`).
 
     The Workflows of instants due together are created by up to ``workers`` requests at a
     time: each create waits a round trip to the API server, so one at a time would cap a
@@ -642,7 +642,7 @@ class KubeStatus:
         ``metadata.annotations`` (merged, so others' annotations stay) carries the cursor as
         ``cronwf.io/last-decided-time`` and, unless the CronWorkflow has a ``SpecError``, the
         schedule string the history follows as ``last-used-schedule``. That string is the
-        current one once the engine synced the spec (:meth:`~scheduler.engine.Engine.sync`
+        current one once the engine synced the spec (:meth:`~scheduler.core.engine.Engine.sync`
         adopts a valid spec's schedule and moves the cursor to now when it changed); it is
         taken from the history, not the spec, so that the two annotations always describe
         one another. An invalid CronWorkflow keeps the annotation it has, as with Argo, whose

@@ -1,6 +1,6 @@
 """Prometheus metrics (DESIGN.md §12): what on-call people are paged by.
 
-The metrics are an :class:`scheduler.engine.Observer`: every count is derived from the
+The metrics are an :class:`scheduler.core.engine.Observer`: every count is derived from the
 engine's events, so a metric cannot disagree with what the engine did. Per-CronWorkflow gauges
 (next and last schedule time, expected interval, stopped, suspended) are read at scrape time
 from a :class:`FleetView` the runtime provides, so ten thousand CronWorkflows cost nothing
@@ -35,9 +35,16 @@ from prometheus_client.registry import Collector
 
 from policies.decision import ErrorReason, LostReason, MissedReason, WorkflowPhase
 from policies.schedule import Schedule
-from scheduler.engine import Completed, Error, Event, Lost, Missed, Skipped, Spawned, Stopped
+from scheduler.core.engine import Completed, Error, Event, Lost, Missed, Skipped, Spawned, Stopped
 
-__all__ = ["CronWorkflowGauges", "FleetView", "LocalRuns", "Metrics", "expected_interval"]
+__all__ = [
+    "CronWorkflowGauges",
+    "FleetView",
+    "LocalRuns",
+    "Metrics",
+    "expected_interval",
+    "new_registry",
+]
 
 _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _INTERVAL_SAMPLES = 64
@@ -73,6 +80,11 @@ def expected_interval(schedule: Schedule, now: datetime) -> float | None:
         if before is not None and after is not None:
             longest = max(longest, after - before)
     return float(longest) if longest else None
+
+
+def new_registry() -> CollectorRegistry:
+    """An empty registry of this service's metrics (one per Service, so tests never share)."""
+    return CollectorRegistry()
 
 
 @dataclass(frozen=True)

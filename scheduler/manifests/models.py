@@ -25,7 +25,8 @@ Choices, and what they trade:
 - Semantic rules (valid schedule, known timezone, concurrency policy...) are not type errors:
   they belong to `policies.validation`, which reports them with Argo's messages. Names,
   namespaces, label and annotation keys and label values are the exception: what the API
-  server refuses (`scheduler.naming`, Kubernetes' rules and words) is refused here, because
+  server refuses (`scheduler.manifests.naming`, Kubernetes' rules and words) is refused here,
+  because
   in file mode nothing else stands between a hostile name and a Redis key, a path or a shell.
 - The annotations controllers keep as state (Argo's `last-used-schedule`, cronwf's
   `last-decided-time`) are read into the `StatusSeed`, not into the spec's annotations
@@ -65,14 +66,14 @@ from policies.spec import (
     StatusSeed,
     WorkflowMetadata,
 )
-from scheduler.naming import (
+from scheduler.manifests.naming import (
     annotation_problems,
     dns1123_label_problems,
     dns1123_subdomain_problems,
     invalid_value,
     label_problems,
 )
-from scheduler.suggest import did_you_mean
+from scheduler.manifests.suggest import did_you_mean
 
 __all__ = [
     "API_VERSION",

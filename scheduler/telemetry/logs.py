@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policies.workflow import rfc3339
-from scheduler.engine import Error, Event, Lost, Missed, Skipped, Spawned
+from scheduler.core.engine import Error, Event, Lost, Missed, Skipped, Spawned
 
 __all__ = ["EventLog", "JsonFormatter", "configure_logging"]
 

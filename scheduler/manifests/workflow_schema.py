@@ -1,6 +1,7 @@
 """The types of a CronWorkflow's `workflowSpec`, checked as Argo's full CRD checks them.
 
-`cronwf` never interprets the Workflow it spawns, so `scheduler.model` passes `workflowSpec`
+`cronwf` never interprets the Workflow it spawns, so `scheduler.manifests.models` passes
+`workflowSpec`
 through as a mapping. But the API server does check it when Argo's full CRD is installed, and
 the workflow controller decodes it into Go types: `arguments: {parameters: {someParam: x}}` is
 refused there (`.spec.workflowSpec.arguments.parameters: expected list`) although it is a
@@ -42,8 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from scheduler.model import describe_value, format_field_path
-from scheduler.suggest import did_you_mean
+from scheduler.manifests.models import describe_value, format_field_path
+from scheduler.manifests.suggest import did_you_mean
 
 __all__ = [
     "ANY",

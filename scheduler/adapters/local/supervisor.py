@@ -8,7 +8,8 @@ session of its own (no signal meant for cronwf's process group reaches it). The 
 the command, enforces the time limit, and writes how the run ended *durably* next to its log,
 where any later executor on the same state folder finds it.
 
-It is started as ``python -S -m scheduler.supervisor <folder>/<workflow>`` and imports only
+It is started as ``python -S -m scheduler.adapters.local.supervisor <folder>/<workflow>`` and
+imports only
 the standard library: a run should not wait for cronwf's dependencies to load. The argument
 is the run's path stem (its files are the stem plus a suffix); it is also the token that tells
 this run's supervisor from an unrelated process that got its pid (``/proc/<pid>/cmdline``).

@@ -8,7 +8,8 @@ host, the image ignored) or a ``script`` (``source`` written to a file and passe
 (``activeDeadlineSeconds`` of the Workflow when set, else the executor's default). Exit code 0
 is ``Succeeded``, anything else ``Failed``; any other entrypoint (steps, DAG, resource...)
 ends ``Error`` with a message saying why. Argo's ``{{workflow.*}}`` placeholders are
-substituted so that no value is ever read as code (:mod:`scheduler.run_plan` says how). A run
+substituted so that no value is ever read as code (:mod:`scheduler.adapters.local.run_plan` says
+how). A run
 gets a minimal environment (:func:`base_environment` and the template's ``env``), never the
 service's, which holds cronwf's configuration and its secrets.
 
@@ -18,7 +19,8 @@ that catches up an instant already run does not run it twice.
 
 A run must be counted once even when cronwf dies before it ends (``kill -9``, OOM, a
 restart), so its outcome must not live only in this process. Each run is therefore executed
-by a supervisor process (:mod:`scheduler.supervisor`, which also defines the run's files)
+by a supervisor process (:mod:`scheduler.adapters.local.supervisor`, which also defines the run's
+files)
 that outlives cronwf and writes the outcome durably next to the log. Here, a worker thread
 starts the supervisor, hands it the plan on its stdin, waits for it and reports the outcome
 it wrote through ``on_finished``; once ``on_finished`` returned, the outcome file is renamed
@@ -65,9 +67,8 @@ from pathlib import Path
 from policies.decision import WorkflowPhase
 from policies.spec import CronWorkflowSpec, StatusSeed
 from policies.workflow import rfc3339, scheduled_time_of, workflow_name
-from scheduler.engine import SinkUnavailable, SpawnRejected
-from scheduler.run_plan import LocalRun, Unrunnable, plan_run
-from scheduler.supervisor import (
+from scheduler.adapters.local.run_plan import LocalRun, Unrunnable, plan_run
+from scheduler.adapters.local.supervisor import (
     INTERRUPTED_MARK,
     LONGEST_SUFFIX,
     READY,
@@ -83,6 +84,7 @@ from scheduler.supervisor import (
     supervisor_alive,
     write_json,
 )
+from scheduler.core.engine import SinkUnavailable, SpawnRejected
 
 __all__ = [
     "DEFAULT_MAX_LOCAL_RUNS",
@@ -160,7 +162,7 @@ _WATCH_INTERVAL = 0.5
 _NAME_MAX = 255
 # The supervisor starts in the folder that holds this package: ``-m`` then imports the same
 # code as cronwf's, without the site packages (``-S``) whose set-up would slow every run.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 _LOG_EVERY = 60.0  # seconds between two log lines about the cap
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -189,7 +191,7 @@ def _home() -> str:
 
 
 class LocalExecutor:
-    """A :class:`scheduler.engine.Sink` that runs Workflows as local subprocesses.
+    """A :class:`scheduler.core.engine.Sink` that runs Workflows as local subprocesses.
 
     At most ``max_running`` runs execute at once, on a pool of as many threads; spawned runs
     beyond wait in a FIFO of at most ``max_waiting`` (holding nothing but their place), and a
@@ -573,7 +575,7 @@ class LocalExecutor:
         with open(files.log, "ab") as stderr:
             try:
                 supervisor = subprocess.Popen(
-                    [sys.executable, "-S", "-m", "scheduler.supervisor", token],
+                    [sys.executable, "-S", "-m", "scheduler.adapters.local.supervisor", token],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,

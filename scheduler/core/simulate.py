@@ -4,7 +4,7 @@ An SRE asks what a stop strategy or a downtime will do before deploying it. The 
 come from the code that will run, so this module only supplies what a cluster would: a
 virtual clock, an in-memory history store and a workflow controller that finishes each
 Workflow after ``--run-duration`` with the next of ``--outcomes``. Everything else (policies,
-tick order, catch-up, counters, stop strategy) is :class:`scheduler.engine.Engine`.
+tick order, catch-up, counters, stop strategy) is :class:`scheduler.core.engine.Engine`.
 
 The clock jumps from one interesting instant to the next (a scheduled instant, a Workflow
 finishing, the end of a downtime), so a year of ``* * * * *`` is 525,600 steps, not 31 million
@@ -24,7 +24,7 @@ from typing import IO, Any
 from policies.decision import CronWorkflow, History, Phase, WorkflowPhase, seed_history
 from policies.spec import CronWorkflowSpec
 from policies.workflow import rfc3339, workflow_name
-from scheduler.engine import (
+from scheduler.core.engine import (
     Completed,
     Engine,
     Error,
@@ -35,7 +35,7 @@ from scheduler.engine import (
     Stopped,
     Terminated,
 )
-from scheduler.memory import MemoryHistory
+from scheduler.core.memory import MemoryHistory
 
 __all__ = [
     "DownWindow",

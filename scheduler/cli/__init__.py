@@ -35,9 +35,7 @@ from policies.decision import CronWorkflow
 from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
-from scheduler.engine import StoreUnavailable
-from scheduler.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
-from scheduler.kube import (
+from scheduler.adapters.kube import (
     DEFAULT_SPAWN_WORKERS,
     KubeLease,
     KubeSink,
@@ -46,15 +44,8 @@ from scheduler.kube import (
     WorkflowWatcher,
     api_client,
 )
-from scheduler.logs import configure_logging
-from scheduler.manifests import (
-    LoadedCronWorkflow,
-    ManifestError,
-    ManifestNotice,
-    ManifestSet,
-    load_paths,
-)
-from scheduler.redis_history import (
+from scheduler.adapters.local.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
+from scheduler.adapters.redis.history import (
     RedisHistory,
     RedisRunReports,
     RedisURLError,
@@ -63,17 +54,9 @@ from scheduler.redis_history import (
     redact_url,
     valid_redis_url,
 )
-from scheduler.redis_lock import PublishedFence, RedisLeaderLock
-from scheduler.runtime import (
-    Cluster,
-    FencedLease,
-    Leadership,
-    Service,
-    ServiceConfig,
-    SoleLeader,
-    utc_now,
-)
-from scheduler.simulate import (
+from scheduler.adapters.redis.leadership import PublishedFence, RedisLeaderLock
+from scheduler.core.engine import StoreUnavailable
+from scheduler.core.simulate import (
     DownWindow,
     SimulationError,
     Simulator,
@@ -83,6 +66,23 @@ from scheduler.simulate import (
     write_json,
     write_text,
 )
+from scheduler.manifests.loading import (
+    LoadedCronWorkflow,
+    ManifestError,
+    ManifestNotice,
+    ManifestSet,
+    load_paths,
+)
+from scheduler.runtime.service import (
+    Cluster,
+    FencedLease,
+    Leadership,
+    Service,
+    ServiceConfig,
+    SoleLeader,
+    utc_now,
+)
+from scheduler.telemetry.logs import configure_logging
 
 __all__ = ["build_parser", "main", "parse_rfc3339"]
 

@@ -17,10 +17,10 @@ acquisition) makes that impossible; the token keeps values ordered for people re
   redbeat's ``replace_ttl``); :meth:`RedisLeaderLock.release`: deletes it only if ours.
 
 A lock alone cannot stop a leader that paused (GC, a frozen VM, a partition) past its TTL and
-then carries on. The fence does: :class:`~scheduler.redis_history.RedisHistory` built with
+then carries on. The fence does: :class:`~scheduler.adapters.redis.history.RedisHistory` built with
 ``fence=lock`` writes, claims and forgets only inside scripts that first check that the lock
 key still holds this lock's exact value. A deposed leader's claim returns False and its writes
-raise :class:`~scheduler.redis_history.FencedOut`, in the same atomic step as the write, so
+raise :class:`~scheduler.adapters.redis.history.FencedOut`, in the same atomic step as the write, so
 there is no window between the check and the write. The exact value (not only the token) is
 compared so that a token handed out twice (a failover that lost the last ``INCR``) still
 fences out the other acquisition, of another identity or of the same one.
@@ -45,7 +45,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from scheduler.redis_history import (
+from scheduler.adapters.redis.history import (
     DEFAULT_PREFIX,
     RedisClient,
     describe_client,
@@ -201,7 +201,8 @@ class PublishedFence:
 
     The Lease decides who leads; this makes the decision binding on Redis. On each election
     the new leader :meth:`publish`\\ es a fresh token (the same ``INCR`` counter as the lock's)
-    into the lock key, without a TTL. :class:`~scheduler.redis_history.RedisHistory` built with
+    into the lock key, without a TTL. :class:`~scheduler.adapters.redis.history.RedisHistory` built
+    with
     ``fence=`` this object then accepts claims and writes only while the key still holds our
     value: once another replica has been elected and published, a deposed leader that has not
     noticed yet is refused in the same atomic step as its write.

@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policies.spec import CronWorkflowSpec
-from scheduler.manifests import (
+from scheduler.core.events import FileProblem, Snapshot
+from scheduler.manifests.loading import (
     LoadedCronWorkflow,
     ManifestError,
     Source,
@@ -58,44 +59,13 @@ from scheduler.manifests import (
     scan_manifest_files,
 )
 
-__all__ = ["FileProblem", "FileSource", "Snapshot"]
+__all__ = ["FileSource"]
 
 log = logging.getLogger(__name__)
 
 _KEPT = "the CronWorkflows it defined keep running unchanged until it can be read again"
 _UNREAD = (-1, -1)
 """The signature of a file that could not be read: any real one differs, so it is read again."""
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    """A file (or document, or folder) that could not be loaded, with its messages."""
-
-    file: str
-    messages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Every CronWorkflow found, by ``namespace/name``, and what could not be loaded."""
-
-    cron_workflows: dict[str, CronWorkflowSpec] = field(default_factory=dict)
-    problems: tuple[FileProblem, ...] = ()
-    """Files that fail to load now (unreadable, invalid YAML, not a usable manifest) and
-    definitions ignored as duplicates. Each keeps what it defined before; none of them stops
-    the service from doing its job for the rest."""
-    scan_errors: tuple[FileProblem, ...] = ()
-    """Folders and configured paths that cannot be listed now, sorted by path. Every file that
-    was under them keeps what it defined before, but files added, changed or removed there
-    are not seen until the folder can be listed again."""
-
-    def error_counts(self) -> dict[str, int]:
-        """How many folders cannot be listed (``listing``) and how many files have a problem
-        (``file``), now."""
-        return {
-            "listing": len(self.scan_errors),
-            "file": len({problem.file for problem in self.problems}),
-        }
 
 
 @dataclass(frozen=True)

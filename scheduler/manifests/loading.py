@@ -14,12 +14,13 @@ Loading is deliberately close to what `kubectl apply` would accept:
   (so `workflowSpec` remains JSON-compatible and passes through unchanged), and a key written
   twice in one mapping is an error instead of silently keeping the last value.
 - A missing namespace means `default`. Names, namespaces, labels and annotations follow
-  Kubernetes' rules (`scheduler.naming`): a document that breaks them is an error, so a
+  Kubernetes' rules (`scheduler.manifests.naming`): a document that breaks them is an error, so a
   hostile name never reaches a Redis key, a path or a command.
 - A field neither Argo nor Kubernetes defines is kept, and listed on the CronWorkflow
   (`unknown_fields`, with a "did you mean"): `lint` refuses it by default, `serve` warns.
 - `spec.workflowSpec` is checked against the types of Argo's Workflow
-  (`scheduler.workflow_schema`): a wrong type or a missing required field is an error of the
+  (`scheduler.manifests.workflow_schema`): a wrong type or a missing required field is an error of
+  the
   document, as the API server with Argo's full CRD refuses it; unknown fields join
   `unknown_fields`, fields a recent Argo removed are `warnings`.
 - A `namespace/name` defined twice is an error of the second definition, naming the first;
@@ -60,7 +61,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from policies.spec import DEFAULT_NAMESPACE, CronWorkflowSpec
-from scheduler.model import (
+from scheduler.manifests.models import (
     API_VERSION,
     KIND,
     CronWorkflowModel,
@@ -68,8 +69,8 @@ from scheduler.model import (
     parse_cron_workflow,
     unknown_fields,
 )
-from scheduler.naming import dns1123_label_problems, dns1123_subdomain_problems
-from scheduler.workflow_schema import check_workflow_spec
+from scheduler.manifests.naming import dns1123_label_problems, dns1123_subdomain_problems
+from scheduler.manifests.workflow_schema import check_workflow_spec
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",

@@ -1,6 +1,6 @@
-"""Run history in Redis: the :class:`~scheduler.engine.HistoryStore` that replicas share.
+"""Run history in Redis: the :class:`~scheduler.core.engine.HistoryStore` that replicas share.
 
-:class:`~scheduler.memory.MemoryHistory` is the reference; this store behaves exactly like it
+:class:`~scheduler.core.memory.MemoryHistory` is the reference; this store behaves exactly like it
 (one contract test-suite runs against both) and adds what sharing needs: every change is one
 atomic step, concurrent writers never lose an update, and a deposed leader cannot write.
 
@@ -50,7 +50,8 @@ Why this shape:
   drop it, as it is not recent.
 * All keys of one CronWorkflow share the hash tag ``{namespace/name}``, so they live in one
   Redis Cluster slot and every script touches one slot (DESIGN §9). Keys therefore may not
-  contain braces. The leader keys are the exception: see :mod:`scheduler.redis_lock` for the
+  contain braces. The leader keys are the exception: see :mod:`scheduler.adapters.redis.leadership`
+  for the
   fencing design and its Cluster trade-off.
 
 Writes: :meth:`RedisHistory.apply` computes the pure transition in Python and writes with one
@@ -58,7 +59,7 @@ Lua script that (1) checks the fence, when one is configured, (2) compares ``ver
 snapshot the transition started from (optimistic concurrency: on a mismatch the script returns
 the current state in the same reply and the transition is recomputed on it, bounded), (3)
 writes only the fields that changed, and (4) upserts the run records, merging non-empty fields
-like :func:`scheduler.memory.merge_run`, and trims them to the bound. A replayed event
+like :func:`scheduler.core.memory.merge_run`, and trims them to the bound. A replayed event
 therefore writes nothing at all: the transitions are idempotent and an unchanged field or run
 record is not rewritten. The snapshot of the last state read or written is kept per
 CronWorkflow, and a leader (whose fence guarantees nobody else writes) serves ``load`` from it,
@@ -74,10 +75,10 @@ each script still atomic on its own (no ``MULTI``: the batch need not be).
 A timed-out ``EVALSHA`` (or pipeline) may be retried by redis-py after it ran; that is safe:
 the retry sees its own ``version`` and reports success; run merges are idempotent.
 
-Errors: every Redis failure becomes a :class:`~scheduler.engine.StoreUnavailable` naming the
+Errors: every Redis failure becomes a :class:`~scheduler.core.engine.StoreUnavailable` naming the
 server and the operation; no redis exception reaches the engine::
 
-    StoreUnavailable (scheduler.engine)   nothing was changed, or the change is unknown
+    StoreUnavailable (scheduler.core.engine)   nothing was changed, or the change is unknown
      ├── FencedOut                        our fencing token is no longer current: stop acting
      └── WriteConflict                    other writers kept changing this history
 
@@ -114,7 +115,7 @@ from policies.decision import (
     claimable,
     record_claim,
 )
-from scheduler.engine import (
+from scheduler.core.engine import (
     Change,
     Claim,
     RunRecord,
@@ -122,7 +123,7 @@ from scheduler.engine import (
     StoreUnavailable,
     Transition,
 )
-from scheduler.memory import DEFAULT_RECENT_RUNS
+from scheduler.core.memory import DEFAULT_RECENT_RUNS
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -171,7 +172,8 @@ class WriteConflict(StoreUnavailable):
 
 
 # --------------------------------------------------------------------------------------------
-# The redis boundary, shared with scheduler.redis_lock so that redis is imported in one place.
+# The redis boundary, shared with scheduler.adapters.redis.leadership so that redis is imported in
+# one place.
 
 
 def describe_client(client: RedisClient) -> str:
@@ -557,7 +559,7 @@ return 1
 
 
 class Fence(Protocol):
-    """Who may write: the leader lock of :mod:`scheduler.redis_lock` is one.
+    """Who may write: the leader lock of :mod:`scheduler.adapters.redis.leadership` is one.
 
     The scripts check that ``key`` holds exactly ``value`` (``<token>:<nonce>:<identity>``),
     not only the token: after a failover that lost recent writes, or a Redis that came back
@@ -991,7 +993,7 @@ class RedisHistory:
 
 
 class RedisRunReports:
-    r"""The :class:`~scheduler.engine.RunReports` queue: one list, ``<prefix>:reports``.
+    r"""The :class:`~scheduler.core.engine.RunReports` queue: one list, ``<prefix>:reports``.
 
     A replica that learns a run's end but does not lead (a paused leader that resumed
     deposed, a restarted replica whose supervised runs finished meanwhile) ``RPUSH``\ es it;

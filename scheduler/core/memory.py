@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from policies.decision import History
-from scheduler.engine import OneByOne, RunRecord, Transition
+from scheduler.core.engine import OneByOne, RunRecord, Transition
 
 __all__ = ["DEFAULT_RECENT_RUNS", "MemoryHistory", "merge_run"]
 

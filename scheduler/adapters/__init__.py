@@ -1,0 +1,1 @@
+"""I/O behind the core's ports: Redis, Kubernetes, local files and runs, the timer."""

@@ -1,0 +1,1 @@
+"""Embedded mode: manifest files, the local executor and its run supervisor."""

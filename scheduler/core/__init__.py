@@ -1,0 +1,1 @@
+"""The decisions applied: the engine, its ports, the reference history, simulation."""

@@ -1,0 +1,1 @@
+"""Reading CronWorkflows: wire models, documents, files and their limits."""

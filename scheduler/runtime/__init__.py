@@ -1,0 +1,1 @@
+"""The service: wiring, leadership, the loop that conducts the rest."""
