@@ -11,9 +11,10 @@ Where things are (each folder a layer; a folder imports only those below it, whi
                  (informers, sink, status, Lease), `local/` (manifest files, the local
                  executor, its command lines and its run supervisor), `timer` (APScheduler)
     telemetry/   `metrics` (Prometheus), `logs`, `http` (`/metrics`, `/healthz`, `/readyz`)
-    manifests/   reading CronWorkflows: `models` (pydantic), `loading` (files, documents,
-                 limits), `naming` (Kubernetes' rules), `workflow_schema` (Argo's Workflow
-                 types), `suggest` ("did you mean")
+    manifests/   reading CronWorkflows: `models` (pydantic), `loading` (files, folders,
+                 documents), `yaml_loader` (the YAML node builder and its limits), `naming`
+                 (Kubernetes' rules), `workflow_schema` (Argo's Workflow types), `suggest`
+                 ("did you mean")
     core/        `engine` (decisions applied through ports), `events` (values every adapter
                  shares), `memory` (the reference history store), `simulate`
 """

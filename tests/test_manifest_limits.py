@@ -25,10 +25,8 @@ from hypothesis import strategies as st
 from policies.workflow import render_workflow
 from scheduler.adapters.local.files import FileSource
 from scheduler.core.memory import MemoryHistory
-from scheduler.manifests import loading as manifests
+from scheduler.manifests import yaml_loader
 from scheduler.manifests.loading import (
-    MAX_DOCUMENT_DEPTH,
-    MAX_FILE_BYTES,
     LoadedCronWorkflow,
     ManifestError,
     ManifestNotice,
@@ -39,6 +37,7 @@ from scheduler.manifests.loading import (
     load_paths,
     load_text,
 )
+from scheduler.manifests.yaml_loader import MAX_DOCUMENT_DEPTH, MAX_FILE_BYTES
 from scheduler.runtime.service import Service, ServiceConfig
 
 T = TypeVar("T")
@@ -268,7 +267,7 @@ def test_content_one_byte_over_the_file_limit_is_refused_and_at_the_limit_is_rea
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = MANIFEST.format(name="sized", args="[hi]")
-    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", len(text.encode()))
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_BYTES", len(text.encode()))
 
     assert [loaded.key for loaded in load_bytes(text.encode(), "f.yaml").cron_workflows] == [
         "default/sized"
@@ -281,7 +280,7 @@ def test_content_one_byte_over_the_file_limit_is_refused_and_at_the_limit_is_rea
 def test_content_over_the_file_limit_is_refused_before_being_decoded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_BYTES", 100)
 
     assert (
         only_error(load_bytes(b"\xff" * 101, "f.yaml"))
@@ -293,7 +292,7 @@ def test_content_over_the_file_limit_is_refused_before_being_decoded(
 
 def test_the_file_limit_counts_bytes_not_characters(monkeypatch: pytest.MonkeyPatch) -> None:
     text = MANIFEST.format(name="sized", args="[hi]") + "# " + "é" * 100 + "\n"
-    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", len(text) + 50)
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_BYTES", len(text) + 50)
 
     assert only_error(load_text(text, "f.yaml")).messages[0].startswith("the file is bigger")
 
@@ -303,7 +302,7 @@ def test_a_document_over_the_size_limit_is_refused_and_the_others_load(
 ) -> None:
     small = MANIFEST.format(name="small", args="[hi]")
     big = MANIFEST.format(name="big", args="[" + ", ".join(["é"] * 40) + "]")
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_BYTES", len(small.encode()))
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_BYTES", len(small.encode()))
 
     result = load_text(small + "---\n" + big, "f.yaml")
 
@@ -323,7 +322,7 @@ def test_nodes_are_counted_with_aliases_expanded_up_to_the_limit(
     monkeypatch: pytest.MonkeyPatch, over: bool
 ) -> None:
     text = "a: &a [x, y]\nb: [*a, *a, *a]\n"  # 1 + (1 + 3) + 1 + (1 + 3 * 3) = 16 nodes
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 15 if over else 16)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_NODES", 15 if over else 16)
 
     result = load_text(text, "n.yaml")
 
@@ -337,7 +336,7 @@ def test_nodes_are_counted_with_aliases_expanded_up_to_the_limit(
 def test_aliases_used_by_the_document_itself_are_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 20)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_NODES", 20)
 
     error = only_error(load_text("[&a [x, y, z], *a, *a, *a, *a, *a]\n", "n.yaml"))
 
@@ -347,7 +346,7 @@ def test_aliases_used_by_the_document_itself_are_counted(
 def test_a_document_over_the_node_limit_without_aliases_is_told_to_split(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 10)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_NODES", 10)
 
     error = only_error(load_text("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n", "n.yaml"))
 
@@ -362,7 +361,7 @@ def test_the_text_aliases_expand_to_is_bounded_like_the_document(
 ) -> None:
     # Few nodes, but each alias repeats a long string: rendered, it would be 40 times longer.
     text = f"a: &long {'x' * 1000}\nb: [{', '.join(['*long'] * 40)}]\n"
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_BYTES", 30_000)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_BYTES", 30_000)
 
     error = only_error(load_text(text, "t.yaml"))
 
@@ -375,7 +374,7 @@ def test_the_text_aliases_expand_to_is_bounded_like_the_document(
 def test_many_documents_each_under_the_limit_are_bounded_by_the_file_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(manifests, "MAX_FILE_NODES", 70)
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_NODES", 70)
     document = MANIFEST.format(name="n{}", args="[hi]")  # 33 nodes
     text = "---\n".join(document.format(n) for n in range(3))
 
@@ -397,8 +396,8 @@ def test_the_text_all_documents_expand_to_is_bounded_like_the_file(
     document = (
         f"a: &long {'x' * 100}\nb: [{', '.join(['*long'] * 15)}]\n"  # 1,602 bytes, keys included
     )
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_BYTES", 2_000)
-    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 3_000)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_BYTES", 2_000)
+    monkeypatch.setattr(yaml_loader, "MAX_FILE_BYTES", 3_000)
 
     result = load_text(document + "---\n" + document, "t.yaml")
 
@@ -527,9 +526,9 @@ def test_a_decoded_object_with_long_strings_is_held_to_the_text_limit() -> None:
 
 def test_a_decoded_object_at_the_node_limit_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     obj = cron_workflow_object("ok", ["a", "b"])  # 24 nodes
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 24)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_NODES", 24)
     assert load_document(obj, Source("ok")).errors == ()
-    monkeypatch.setattr(manifests, "MAX_DOCUMENT_NODES", 23)
+    monkeypatch.setattr(yaml_loader, "MAX_DOCUMENT_NODES", 23)
     assert (
         only_error(load_document(obj, Source("ok")))
         .messages[0]
