@@ -13,8 +13,9 @@ Where things are (each folder a layer; a folder imports only those below it, whi
     telemetry/   `metrics` (Prometheus), `logs`, `http` (`/metrics`, `/healthz`, `/readyz`)
     manifests/   reading CronWorkflows: `models` (pydantic), `loading` (files, folders,
                  documents), `yaml_loader` (the YAML node builder and its limits), `naming`
-                 (Kubernetes' rules), `workflow_schema` (Argo's Workflow types), `suggest`
-                 ("did you mean")
+                 (Kubernetes' rules), `workflow_types` (Argo's Workflow types, as data),
+                 `workflow_schema` (checking a `workflowSpec` against them), `suggest` ("did
+                 you mean")
     core/        `engine` (decisions applied through ports), `events` (values every adapter
                  shares), `memory` (the reference history store), `simulate`
 """

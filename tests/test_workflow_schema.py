@@ -14,17 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scheduler.manifests.workflow_schema import (
-    MAX_REPORTED,
-    STR,
-    WORKFLOW_SPEC,
-    ListOf,
-    MapOf,
-    Obj,
-    Schema,
-    SchemaReport,
-    check_workflow_spec,
-)
+from scheduler.manifests.workflow_schema import MAX_REPORTED, SchemaReport, check_workflow_spec
+from scheduler.manifests.workflow_types import STR, WORKFLOW_SPEC, ListOf, MapOf, Obj, Schema
 
 DATA = Path(__file__).parent / "data" / "workflow_schema"
 ROOT = "spec.workflowSpec"
