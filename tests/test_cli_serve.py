@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.adapters.kube import DEFAULT_SPAWN_WORKERS
+from scheduler.adapters.kube.client import DEFAULT_SPAWN_WORKERS
 from scheduler.cli import build_parser, main
 
 

@@ -40,7 +40,7 @@ from kubernetes import client
 from policies.decision import History, Phase, WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import render_workflow, rfc3339, workflow_name
-from scheduler.adapters.kube import (
+from scheduler.adapters.kube.client import (
     COMPLETED_LABEL,
     KubeLease,
     KubeSink,

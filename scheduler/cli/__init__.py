@@ -35,7 +35,7 @@ from policies.decision import CronWorkflow
 from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
-from scheduler.adapters.kube import (
+from scheduler.adapters.kube.client import (
     DEFAULT_SPAWN_WORKERS,
     KubeLease,
     KubeSink,

@@ -53,7 +53,7 @@ from typing import Protocol
 from policies.decision import CronWorkflow, History, overdue_runs
 from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
-from scheduler.adapters.kube import (
+from scheduler.adapters.kube.client import (
     KubeLease,
     KubeSink,
     KubeSource,
