@@ -40,16 +40,12 @@ from kubernetes import client
 from policies.decision import History, Phase, WorkflowPhase
 from policies.spec import CronWorkflowSpec
 from policies.workflow import render_workflow, rfc3339, workflow_name
-from scheduler.adapters.kube.client import (
-    COMPLETED_LABEL,
-    KubeLease,
-    KubeSink,
-    KubeSource,
-    KubeStatus,
-    ObservedRun,
-    WorkflowWatcher,
-    api_client,
-)
+from scheduler.adapters.kube.client import api_client
+from scheduler.adapters.kube.lease import KubeLease
+from scheduler.adapters.kube.runs import ObservedRun, WorkflowWatcher
+from scheduler.adapters.kube.sink import KubeSink
+from scheduler.adapters.kube.source import KubeSource
+from scheduler.adapters.kube.status import COMPLETED_LABEL, KubeStatus
 from scheduler.adapters.local.executor import RunFinished
 from scheduler.adapters.redis.history import RedisHistory, connect
 from scheduler.adapters.redis.leadership import PublishedFence
@@ -556,7 +552,7 @@ def test_source_watch_survives_dropped_connections(
 ) -> None:
     """A watch the server ends (a timeout, an API server restart) resumes from the last
     resourceVersion: later changes are seen, and no relist is needed."""
-    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube.client")
     source = sources()
     assert kube.drop_watches() >= 1
 
@@ -571,7 +567,7 @@ def test_source_relists_after_410_gone_and_loses_nothing(
     """While the API server is unreachable, CronWorkflows are created and deleted and the
     history the watch would resume from is compacted: the reconnecting watch gets 410 Gone,
     relists, and ends with exactly the current objects (client-go's rule)."""
-    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube.client")
     kube.put("cronworkflows", cron_workflow("doomed"))
     kube.put("cronworkflows", cron_workflow("kept"))
     source = sources()
@@ -1748,7 +1744,7 @@ def test_watch_failures_lose_no_completion_and_count_none_twice(
     the watch history is compacted meanwhile: after the relist the run is counted and the new
     CronWorkflow scheduled. Another expired watch re-reports the finished run: still counted
     once."""
-    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube")
+    caplog.set_level(logging.INFO, logger="scheduler.adapters.kube.client")
     kube.put("cronworkflows", cron_workflow("nightly"))
     service = serve()
     leading(kube, service, 1)
@@ -2283,7 +2279,7 @@ def test_source_warns_once_about_unknown_fields_and_keeps_the_cron_workflow(
     typo = cron_workflow("nightly")
     typo["spec"]["concurrencypolicy"] = "Forbid"
     kube.put("cronworkflows", typo)
-    with caplog.at_level(logging.WARNING, logger="scheduler.adapters.kube"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.adapters.kube.source"):
         kube.wait(lambda: keys(source) == {"argo/nightly"}, timeout=WAIT)
         for _ in range(3):
             source.poll()

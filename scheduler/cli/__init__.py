@@ -35,15 +35,12 @@ from policies.decision import CronWorkflow
 from policies.schedule import SEARCH_YEARS, Schedule
 from policies.validation import Validation, validate
 from policies.workflow import rfc3339
-from scheduler.adapters.kube.client import (
-    DEFAULT_SPAWN_WORKERS,
-    KubeLease,
-    KubeSink,
-    KubeSource,
-    KubeStatus,
-    WorkflowWatcher,
-    api_client,
-)
+from scheduler.adapters.kube.client import DEFAULT_SPAWN_WORKERS, api_client
+from scheduler.adapters.kube.lease import KubeLease
+from scheduler.adapters.kube.runs import WorkflowWatcher
+from scheduler.adapters.kube.sink import KubeSink
+from scheduler.adapters.kube.source import KubeSource
+from scheduler.adapters.kube.status import KubeStatus
 from scheduler.adapters.local.executor import DEFAULT_MAX_LOCAL_RUNS, DEFAULT_MAX_WAITING_LOCAL_RUNS
 from scheduler.adapters.redis.history import (
     RedisHistory,

@@ -53,14 +53,11 @@ from typing import Protocol
 from policies.decision import CronWorkflow, History, overdue_runs
 from policies.schedule import Schedule
 from policies.spec import CronWorkflowSpec, StatusSeed
-from scheduler.adapters.kube.client import (
-    KubeLease,
-    KubeSink,
-    KubeSource,
-    KubeStatus,
-    ObservedRun,
-    WorkflowWatcher,
-)
+from scheduler.adapters.kube.lease import KubeLease
+from scheduler.adapters.kube.runs import ObservedRun, WorkflowWatcher
+from scheduler.adapters.kube.sink import KubeSink
+from scheduler.adapters.kube.source import KubeSource
+from scheduler.adapters.kube.status import KubeStatus
 from scheduler.adapters.local.executor import (
     DEFAULT_MAX_LOCAL_RUNS,
     DEFAULT_MAX_WAITING_LOCAL_RUNS,
