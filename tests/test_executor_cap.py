@@ -127,6 +127,8 @@ def test_at_the_cap_runs_wait_in_order_hold_no_thread_and_all_finish(
     ]
     assert executor.local_runs() == (2, 4, 1)
 
+    # The log names the wait once it lasted 0.1 s or more: make sure the last one waited that.
+    time.sleep(0.2)
     gate.touch()
     finished = completions.wait(7)
     assert sorted(run.workflow for run in finished if run.phase is WorkflowPhase.SUCCEEDED) == [
