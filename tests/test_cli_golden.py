@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from scheduler import cli
+from scheduler.cli import _args
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "cli"
@@ -57,7 +58,7 @@ def test_the_output_is_the_recorded_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(cli, "_now", lambda: NOW)
+    monkeypatch.setattr(_args, "now", lambda: NOW)
     for name in [name for name in os.environ if name.startswith("CRONWF_")]:
         monkeypatch.delenv(name)
     code = cli.main([*COMMANDS[command], "-o", output, SOURCES[source]])
