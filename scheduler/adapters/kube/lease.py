@@ -129,6 +129,10 @@ class KubeLease:
         return self._won(transitions + 1)
 
     def _replace(self, lease: Any, transitions: int, acquired: datetime | None) -> None:
+        self._write(lease, self._spec(transitions, acquired))
+
+    def _write(self, lease: Any, spec: dict[str, Any]) -> None:
+        """Replace ``lease`` (as read, so a concurrent change makes this fail) with ``spec``."""
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -137,7 +141,7 @@ class KubeLease:
                 "namespace": self._namespace,
                 "resourceVersion": lease.metadata.resource_version,
             },
-            "spec": self._spec(transitions, acquired),
+            "spec": spec,
         }
         self._api.replace_namespaced_lease(
             self._name, self._namespace, client.V1Lease.model_validate(body)
@@ -182,24 +186,13 @@ class KubeLease:
         try:
             lease = self._read()
             if lease is not None and (lease.spec.holder_identity or "") == self.identity:
-                body = {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {
-                        "name": self._name,
-                        "namespace": self._namespace,
-                        "resourceVersion": lease.metadata.resource_version,
-                    },
-                    "spec": {
-                        "holderIdentity": "",
-                        "leaseDurationSeconds": 1,
-                        "leaseTransitions": int(lease.spec.lease_transitions or 0),
-                        "renewTime": _micro(self._clock()),
-                    },
+                spec = {
+                    "holderIdentity": "",
+                    "leaseDurationSeconds": 1,
+                    "leaseTransitions": int(lease.spec.lease_transitions or 0),
+                    "renewTime": _micro(self._clock()),
                 }
-                self._api.replace_namespaced_lease(
-                    self._name, self._namespace, client.V1Lease.model_validate(body)
-                )
+                self._write(lease, spec)
         except Exception as error:
             log.warning("releasing lease %s: %s", self._name, error)
         self.token = None
